@@ -1,0 +1,96 @@
+r"""The one entry point: `python -m palm_jax.main --config=configs/<x>.py --workdir=DIR`.
+
+Any config field can be overridden on the command line, e.g.
+`--config.env.num_envs=1024 --config.seed=3`. `config.job` picks the job:
+
+  palm         PALM pretraining (latent environments + SimSiam + SAC + APT reward)
+  gan          train a StyleGAN2 generator on a dataset
+  linear_eval  linear probe of a run's encoder
+  ood_eval     out-of-distribution detection with a run's encoder
+  sample       render a class-by-sample grid from a generator
+
+Multi-host: pass `--distributed` (or set PALM_JAX_DISTRIBUTED=1) and every process calls
+`jax.distributed.initialize()`; on TPU pods and SLURM the coordinator is found
+automatically, elsewhere give `--coordinator_address`, `--num_processes`, `--process_id`.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from palm_jax.errors import UserError
+
+JOBS = {
+    "palm": "palm_jax.train",
+    "gan": "palm_jax.gan.train",
+    "linear_eval": "palm_jax.evaluation.linear_eval",
+    "ood_eval": "palm_jax.evaluation.ood_eval",
+    "sample": "palm_jax.sample",
+}
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, images.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", os.environ.get("PALM_JAX_DISTRIBUTED", "0") == "1",
+    "Call jax.distributed.initialize() (multi-host runs).")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0 (multi-host, not TPU/SLURM).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+
+
+def _initialize_distributed() -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  kwargs = {}
+  if _COORDINATOR.value:
+    kwargs = dict(coordinator_address=_COORDINATOR.value,
+                  num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+  jax.distributed.initialize(**kwargs)
+
+
+def run_job(config, workdir: str) -> None:
+  """Dispatches `config.job` to its module's `run(config, workdir)`."""
+  import jax  # pylint: disable=g-import-not-at-top
+  job = config.get("job")
+  if job not in JOBS:
+    raise UserError(f"config.job={job!r} is not a known job; use one of {sorted(JOBS)}.")
+  logging.info("palm_jax job %r: process %d of %d, %d local / %d global devices (%s)", job,
+               jax.process_index(), jax.process_count(), jax.local_device_count(),
+               jax.device_count(), jax.devices()[0].platform)
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, f"config_{job}.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+  importlib.import_module(JOBS[job]).run(config, workdir)
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    if _CONFIG.value is None:
+      raise UserError("no config given; pass --config=configs/smoke.py (or another file in "
+                      "configs/).")
+    if not _WORKDIR.value:
+      raise UserError("no workdir given; pass --workdir=DIR (checkpoints, logs and images "
+                      "go there, and a run resumes from it).")
+    if _DISTRIBUTED.value:
+      _initialize_distributed()
+    import jax  # pylint: disable=g-import-not-at-top
+    if jax.process_index() != 0:
+      logging.set_verbosity(logging.WARNING)
+    run_job(_CONFIG.value, _WORKDIR.value)
+  except UserError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,120 @@
+"""Metrics users can plot and progress they can read.
+
+`MetricWriter` appends one JSON object per log step to `DIR/metrics.jsonl` and writes the
+same scalars (and images) as TensorBoard event files under `DIR/tb/`. Only process 0 writes;
+other processes get a writer that does nothing, so callers never branch on the process.
+`Progress` turns step counts into a line with steps/s and ETA.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Mapping
+
+import jax
+import numpy as np
+from absl import logging
+
+
+def _to_python(value):
+  value = np.asarray(value)
+  if value.size != 1:
+    raise ValueError(f"metrics must be scalars, got shape {value.shape}")
+  value = value.item()
+  return value if isinstance(value, (int, bool)) else float(value)
+
+
+class MetricWriter:
+  """Scalars to `metrics.jsonl` + TensorBoard; images to TensorBoard (process 0 only)."""
+
+  def __init__(self, logdir: str, *, jsonl_name: str = "metrics.jsonl",
+               enabled: bool | None = None):
+    self.logdir = logdir
+    self.enabled = jax.process_index() == 0 if enabled is None else enabled
+    self.jsonl_path = os.path.join(logdir, jsonl_name)
+    self._tb = None
+    if self.enabled:
+      os.makedirs(logdir, exist_ok=True)
+
+  def _board(self):
+    if self._tb is None:
+      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      self._tb = SummaryWriter(os.path.join(self.logdir, "tb"), flush_secs=30)
+    return self._tb
+
+  def truncate_after(self, step: int) -> None:
+    """Drops JSON lines logged after `step` (a resumed run redoes those steps)."""
+    if not self.enabled or not os.path.exists(self.jsonl_path):
+      return
+    with open(self.jsonl_path) as f:
+      lines = [line for line in f if line.strip()]
+    kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+    if len(kept) != len(lines):
+      tmp = self.jsonl_path + ".tmp"
+      with open(tmp, "w") as f:
+        f.writelines(kept)
+      os.replace(tmp, self.jsonl_path)
+
+  def write_scalars(self, step: int, scalars: Mapping[str, object]) -> None:
+    """One JSON line `{"step": step, **scalars}` and one TensorBoard point per scalar."""
+    if not self.enabled:
+      return
+    row = {"step": int(step)}
+    row.update({k: _to_python(v) for k, v in scalars.items()})
+    with open(self.jsonl_path, "a") as f:
+      f.write(json.dumps(row, allow_nan=True) + "\n")
+    board = self._board()
+    for k, v in row.items():
+      if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
+        board.add_scalar(k, v, int(step))
+
+  def write_image(self, step: int, name: str, image) -> None:
+    """An `[H, W, C]` uint8 image to TensorBoard."""
+    if not self.enabled:
+      return
+    self._board().add_image(name, np.asarray(image), int(step), dataformats="HWC")
+
+  def flush(self) -> None:
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+      self._tb = None
+
+
+def format_duration(seconds: float) -> str:
+  """`3725` → `'1h02m05s'`; `'?'` when unknown."""
+  if not math.isfinite(seconds) or seconds < 0:
+    return "?"
+  seconds = int(round(seconds))
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class Progress:
+  """Rate and ETA of a long job, measured between calls (so compile time is excluded
+  after the first report)."""
+
+  def __init__(self, total: int, *, start: int = 0, unit: str = "steps"):
+    self.total, self.unit = int(total), unit
+    self._last_step, self._last_time = int(start), time.time()
+    self.rate = float("nan")
+
+  def update(self, step: int) -> dict:
+    """Records that `step` units are done; logs and returns `{rate, eta_s}`."""
+    now = time.time()
+    dt = now - self._last_time
+    if step > self._last_step and dt > 0:
+      self.rate = (step - self._last_step) / dt
+    self._last_step, self._last_time = int(step), now
+    eta = (self.total - step) / self.rate if self.rate > 0 else float("nan")
+    pct = 100.0 * step / max(self.total, 1)
+    logging.info("%s/%s %s (%.1f%%) | %s %s/s | ETA %s", f"{step:,}", f"{self.total:,}",
+                 self.unit, pct, f"{self.rate:,.0f}" if math.isfinite(self.rate) else "?",
+                 self.unit, format_duration(eta))
+    return {"rate": self.rate, "eta_s": eta}

@@ -1,0 +1,97 @@
+"""Mesh and shardings: one 1-D `("data",)` mesh over every device of every process.
+
+Everything batched (environments, replay, training batches) is split along its leading
+axis over `data`; parameters and optimiser state are replicated. XLA inserts the gradient
+all-reduce itself when a loss averages over a sharded batch. The same code runs on one CPU,
+one GPU, 8 simulated CPU devices (tests) or a multi-host pod: only the mesh size changes.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from palm_jax.errors import require
+
+DATA = "data"
+
+
+def make_mesh(num_devices: int | None = None) -> Mesh:
+  """A 1-D mesh named `data` over all global devices (or the first `num_devices`)."""
+  devices = jax.devices()
+  if num_devices is not None:
+    require(0 < num_devices <= len(devices),
+            f"num_devices={num_devices} but {len(devices)} devices are visible; "
+            f"use a value between 1 and {len(devices)}.")
+    devices = devices[:num_devices]
+  return jax.make_mesh((len(devices),), (DATA,), devices=devices,
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  """Every device holds the whole array (parameters, optimiser state, scalars)."""
+  return NamedSharding(mesh, P())
+
+
+def data_sharded(mesh: Mesh) -> NamedSharding:
+  """The leading axis is split over `data`; other axes are whole on each device."""
+  return NamedSharding(mesh, P(DATA))
+
+
+def check_divisible(name: str, value: int, mesh: Mesh) -> None:
+  """Raises a UserError unless `value` (a config field) splits evenly over the devices."""
+  n = mesh.size
+  if value % n:
+    lower, upper = (value // n) * n, (value // n + 1) * n
+    hint = f"{lower} or {upper}" if lower else f"{upper}"
+    require(False, f"config.{name}={value} does not divide over the {n} devices of the "
+                   f"mesh; set it to a multiple of {n} (e.g. {hint}).")
+
+
+def local_slice(global_size: int) -> slice:
+  """The rows of a `data`-sharded axis of `global_size` that this process feeds."""
+  per_process = global_size // jax.process_count()
+  start = jax.process_index() * per_process
+  return slice(start, start + per_process)
+
+
+def host_to_global(tree: Any, mesh: Mesh, *, sharded: bool = True) -> Any:
+  """Places host NumPy arrays on the mesh.
+
+  With `sharded=True` each process passes its own rows (`local_slice`) of a batch whose
+  leading axis is split over `data`; with `sharded=False` every process passes the same
+  whole array and it is replicated. Works for one or many processes.
+  """
+  if sharded:
+    sharding = data_sharded(mesh)
+    return jax.tree.map(
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
+  sharding = replicated(mesh)
+  return jax.tree.map(
+      lambda x: jax.make_array_from_callback(np.shape(x), sharding,
+                                             lambda idx, x=np.asarray(x): x[idx]), tree)
+
+
+def to_host(tree: Any) -> Any:
+  """Fetches (possibly sharded, possibly multi-host) arrays as NumPy on every process.
+
+  Replicated arrays are read from the local copy; sharded ones are gathered across
+  processes first. Call it only at log/checkpoint boundaries: it synchronises.
+  """
+  def fetch(x):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      if x.is_fully_replicated:
+        return np.asarray(x.addressable_data(0))
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+  return jax.tree.map(fetch, tree)
+
+
+def num_bytes(tree: Any) -> int:
+  """Total bytes of all array leaves (global shapes)."""
+  return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize
+             for x in jax.tree.leaves(tree))

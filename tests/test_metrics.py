@@ -1,0 +1,59 @@
+"""Metric writer (JSON lines + TensorBoard), progress line, image grids, sharding checks."""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from palm_jax import images, metrics, sharding
+from palm_jax.errors import UserError
+
+
+def test_writer_jsonl_tensorboard_and_truncate(tmp_path):
+  w = metrics.MetricWriter(str(tmp_path))
+  for step in (100, 200, 300):
+    w.write_scalars(step, {"loss": np.float32(step / 100), "count": np.int32(3)})
+  w.write_image(300, "grid", np.zeros((4, 4, 3), np.uint8))
+  w.close()
+  rows = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  assert rows[1] == {"step": 200, "loss": 2.0, "count": 3}
+  assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tb"))
+  w.truncate_after(200)
+  assert [json.loads(line)["step"] for line in open(tmp_path / "metrics.jsonl")] == [100, 200]
+  with pytest.raises(ValueError, match="scalars"):
+    w.write_scalars(1, {"bad": np.zeros(3)})
+
+
+def test_disabled_writer_writes_nothing(tmp_path):
+  w = metrics.MetricWriter(str(tmp_path / "x"), enabled=False)
+  w.write_scalars(1, {"a": 1.0})
+  assert not os.path.exists(tmp_path / "x")
+
+
+def test_progress_rate_and_eta():
+  p = metrics.Progress(1000, start=0)
+  p._last_time -= 2.0  # pretend 2 s passed
+  out = p.update(100)
+  assert 45 < out["rate"] <= 50
+  assert 17 < out["eta_s"] < 20
+  assert metrics.format_duration(3725) == "1h02m05s"
+  assert metrics.format_duration(float("nan")) == "?"
+
+
+def test_grid_layout_and_png(tmp_path):
+  imgs = np.zeros((2, 3, 4, 5, 3), np.float32)
+  imgs[1, 2] = 1.0  # white tile at row 1, col 2
+  grid = images.make_grid(imgs, pad=1)
+  assert grid.shape == (2 * 5 + 1, 3 * 6 + 1, 3)
+  assert (grid[6:10, 13:18] == 255).all() and (grid[1:5, 1:6] == 128).all()
+  path = images.save_png(str(tmp_path / "a" / "g.png"), grid)
+  np.testing.assert_array_equal(np.asarray(Image.open(path)), grid)
+  assert images.to_uint8(np.array([-1.0, 0.0, 1.0])).tolist() == [0, 128, 255]
+
+
+def test_check_divisible_names_value_and_fix():
+  mesh = sharding.make_mesh()
+  sharding.check_divisible("env.num_envs", 16, mesh)
+  with pytest.raises(UserError, match=r"config.env.num_envs=12 .* multiple of 8 \(e.g. 8 or 16\)"):
+    sharding.check_divisible("env.num_envs", 12, mesh)
