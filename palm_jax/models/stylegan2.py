@@ -1,0 +1,814 @@
+"""NVIDIA's StyleGAN2-ADA generator (`training/networks.py: Generator`) as Flax linen modules.
+
+The modules reproduce the official PyTorch generator's outputs (to ~1e-6 in float32, checked
+against a fixture made by the official code) with a faster formulation of its costly parts:
+
+* Modulated convolution without per-sample weights: scale the input activations by the
+  styles, run one convolution with the shared weight, scale the outputs by the
+  demodulation coefficients `d = rsqrt(styles² @ ΣW²ᵀ + 1e-8)`.
+* The up-sampling convolution (stride-2 transposed 3×3 conv, then a 4×4 FIR blur) folded into
+  one 3×3 convolution at input resolution with `4·O` outputs (one per output phase), then a
+  depth-to-space reshape; no grouped/depthwise convolutions over feature channels
+  (`up_impl="polyphase"`, default). `up_impl="transpose"` keeps the official order instead:
+  an input-dilated conv (a quarter of the FLOPs) then the blur as shifted slices; which one
+  is faster depends on the accelerator, so `palm_jax.bench generator --up_impl` times both.
+
+Activations are NHWC in the compute `dtype` (bf16 on accelerators, float32 for the reference
+path, which uses `Precision.HIGHEST`); parameters are float32; the mapping network, styles,
+demodulation coefficients and the RGB skip path stay float32 as in the official code.
+
+Variables (`Generator.init`) follow the official `state_dict()` keys, '.' becoming nesting,
+with the official layouts (weights stored unscaled; the equalized-lr gain is applied at run
+time), so converting official weights is a rename:
+
+    params   (trainable, float32)
+      mapping/embed/{weight [E, c_dim], bias [E]}             conditional models only
+      mapping/fc{i}/{weight [out, in], bias [out]}
+      synthesis/b4/const [C4, 4, 4]
+      synthesis/b{R}/conv{0,1}/{weight [O, I, k, k], bias [O], noise_strength [],
+                                affine/{weight [I, w_dim], bias [I]}}   (b4 has conv1 only)
+      synthesis/b{R}/torgb/{weight [img_channels, C, 1, 1], bias [img_channels],
+                            affine/{weight [C, w_dim], bias [C]}}
+    buffers  (not trained by gradients)
+      mapping/w_avg [w_dim]                                   tracked mean of w
+      synthesis/b{R}/conv{0,1}/noise_const [R, R]             the 'const' noise inputs
+
+The official `resample_filter` buffers are not variables: they follow from the config.
+Module level conditioning `c` is a float one-hot (or soft) label `[N, c_dim]`, exactly as in
+the official code; the `GeneratorHandle` convenience methods take integer labels.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Any
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from palm_jax.errors import UserError, require
+
+NOISE_MODES = ("const", "random", "none")
+UP_IMPLS = ("polyphase", "transpose")
+_ACTIVATION_GAIN = {"linear": 1.0, "relu": math.sqrt(2.0), "lrelu": math.sqrt(2.0)}
+_HIGHEST = jax.lax.Precision.HIGHEST
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+# Official constructor keywords: Generator(z_dim, c_dim, w_dim, img_resolution, img_channels,
+# mapping_kwargs, synthesis_kwargs); values here are the official defaults.
+_MAPPING_DEFAULTS = dict(num_layers=8, embed_features=None, layer_features=None,
+                         activation="lrelu", lr_multiplier=0.01, w_avg_beta=0.995)
+_SYNTHESIS_DEFAULTS = dict(channel_base=32768, channel_max=512, num_fp16_res=0,
+                           conv_clamp=None, architecture="skip", resample_filter=(1, 3, 3, 1),
+                           use_noise=True, activation="lrelu", kernel_size=3,
+                           fp16_channels_last=False, channels_dict=None)
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorConfig:
+  """The official `Generator` constructor arguments, flattened and validated (hashable).
+
+  `channels_dict` (not official) overrides `channel_base`/`channel_max` with explicit
+  `((resolution, channels), ...)` for weights whose channel counts no base/max pair yields.
+  `num_fp16_res` and `fp16_channels_last` are accepted and ignored (see `dtype`).
+  """
+  z_dim: int
+  c_dim: int
+  w_dim: int
+  img_resolution: int
+  img_channels: int
+  num_layers: int = 8
+  embed_features: int | None = None
+  layer_features: int | None = None
+  mapping_activation: str = "lrelu"
+  lr_multiplier: float = 0.01
+  w_avg_beta: float | None = 0.995
+  channel_base: int = 32768
+  channel_max: int = 512
+  channels_dict: tuple[tuple[int, int], ...] | None = None
+  num_fp16_res: int = 0
+  conv_clamp: float | None = None
+  architecture: str = "skip"
+  resample_filter: tuple[float, ...] = (1, 3, 3, 1)
+  use_noise: bool = True
+  activation: str = "lrelu"
+  kernel_size: int = 3
+  fp16_channels_last: bool = False
+
+  @classmethod
+  def from_kwargs(cls, z_dim, c_dim, w_dim, img_resolution, img_channels,
+                  mapping_kwargs=None, synthesis_kwargs=None) -> GeneratorConfig:
+    """Builds the config from official `Generator(**init_kwargs)` keywords."""
+    mapping_kwargs, synthesis_kwargs = dict(mapping_kwargs or {}), dict(synthesis_kwargs or {})
+    for name, given, known in (("mapping_kwargs", mapping_kwargs, _MAPPING_DEFAULTS),
+                               ("synthesis_kwargs", synthesis_kwargs, _SYNTHESIS_DEFAULTS)):
+      unknown = sorted(set(given) - set(known))
+      require(not unknown, f"Generator {name} has unsupported keys {unknown}; supported keys "
+              f"are {sorted(known)}, so remove or rename them.")
+    m = {**_MAPPING_DEFAULTS, **mapping_kwargs}
+    s = {**_SYNTHESIS_DEFAULTS, **synthesis_kwargs}
+    taps = np.asarray(s["resample_filter"], np.float64)
+    require(taps.ndim == 1 and taps.size > 0, f"synthesis_kwargs.resample_filter must be 1-D "
+            f"filter taps such as [1, 3, 3, 1], found {s['resample_filter']!r}.")
+    channels = s["channels_dict"]
+    if channels is not None:
+      channels = tuple(sorted((int(r), int(ch)) for r, ch in dict(channels).items()))
+    config = cls(
+        z_dim=int(z_dim), c_dim=int(c_dim), w_dim=int(w_dim),
+        img_resolution=int(img_resolution), img_channels=int(img_channels),
+        num_layers=int(m["num_layers"]), embed_features=m["embed_features"],
+        layer_features=m["layer_features"], mapping_activation=m["activation"],
+        lr_multiplier=float(m["lr_multiplier"]), w_avg_beta=m["w_avg_beta"],
+        channel_base=int(s["channel_base"]), channel_max=int(s["channel_max"]),
+        channels_dict=channels, num_fp16_res=int(s["num_fp16_res"]),
+        conv_clamp=None if s["conv_clamp"] is None else float(s["conv_clamp"]),
+        architecture=s["architecture"], resample_filter=tuple(float(t) for t in taps),
+        use_noise=bool(s["use_noise"]), activation=s["activation"],
+        kernel_size=int(s["kernel_size"]), fp16_channels_last=bool(s["fp16_channels_last"]))
+    config.validate()
+    return config
+
+  def to_kwargs(self) -> dict[str, Any]:
+    """The official `Generator` keywords (JSON-serialisable); inverse of `from_kwargs`."""
+    mapping = dict(num_layers=self.num_layers, embed_features=self.embed_features,
+                   layer_features=self.layer_features, activation=self.mapping_activation,
+                   lr_multiplier=self.lr_multiplier, w_avg_beta=self.w_avg_beta)
+    synthesis = dict(channel_base=self.channel_base, channel_max=self.channel_max,
+                     num_fp16_res=self.num_fp16_res, conv_clamp=self.conv_clamp,
+                     architecture=self.architecture, resample_filter=list(self.resample_filter),
+                     use_noise=self.use_noise, activation=self.activation,
+                     kernel_size=self.kernel_size, fp16_channels_last=self.fp16_channels_last)
+    if self.channels_dict is not None:
+      synthesis["channels_dict"] = {r: ch for r, ch in self.channels_dict}
+    return dict(z_dim=self.z_dim, c_dim=self.c_dim, w_dim=self.w_dim,
+                img_resolution=self.img_resolution, img_channels=self.img_channels,
+                mapping_kwargs=mapping, synthesis_kwargs=synthesis)
+
+  def validate(self) -> None:
+    """Raises `UserError` for configurations the official code (or this port) rejects."""
+    r = self.img_resolution
+    require(r >= 4 and r & (r - 1) == 0,
+            f"img_resolution must be a power of two >= 4, found {r}.")
+    require(self.architecture == "skip", f"synthesis architecture {self.architecture!r} is "
+            "not supported; only the 'skip' generator (the StyleGAN2-ADA default) is.")
+    require(self.z_dim >= 0 and self.c_dim >= 0 and self.z_dim + self.c_dim > 0,
+            f"z_dim + c_dim must be positive, found z_dim={self.z_dim}, c_dim={self.c_dim}.")
+    require(self.num_layers >= 1, f"mapping num_layers must be >= 1, found {self.num_layers}.")
+    for name in ("activation", "mapping_activation"):
+      require(getattr(self, name) in _ACTIVATION_GAIN, f"{name} {getattr(self, name)!r} is "
+              f"not supported; use one of {sorted(_ACTIVATION_GAIN)}.")
+    require(self.kernel_size % 2 == 1, f"kernel_size must be odd, found {self.kernel_size}.")
+    if self.channels_dict is not None:
+      missing = sorted(set(self.block_resolutions) - {res for res, _ in self.channels_dict})
+      require(not missing, f"channels_dict lacks resolutions {missing}; give every block "
+              f"resolution {self.block_resolutions}.")
+
+  @property
+  def block_resolutions(self) -> tuple[int, ...]:
+    return tuple(2 ** i for i in range(2, int(math.log2(self.img_resolution)) + 1))
+
+  @property
+  def channels(self) -> dict[int, int]:
+    """Feature channels per block resolution: `min(channel_base // res, channel_max)`."""
+    if self.channels_dict is not None:
+      return dict(self.channels_dict)
+    return {r: min(self.channel_base // r, self.channel_max) for r in self.block_resolutions}
+
+  @property
+  def num_ws(self) -> int:
+    """Official count: one w per conv layer, plus one for the last block's ToRGB."""
+    return 2 * len(self.block_resolutions)
+
+  @property
+  def embed_dim(self) -> int:
+    if self.c_dim == 0:
+      return 0
+    return self.w_dim if self.embed_features is None else int(self.embed_features)
+
+  @property
+  def hidden_dim(self) -> int:
+    return self.w_dim if self.layer_features is None else int(self.layer_features)
+
+
+# ----------------------------------------------------------------------------- FIR maths ---
+
+def fir_filter_2d(taps) -> np.ndarray:
+  """Official `setup_filter`: `outer(f, f) / sum(f)²` (float64, `[F, F]`)."""
+  f = np.asarray(taps, np.float64)
+  return np.outer(f, f) / f.sum() ** 2
+
+
+@functools.lru_cache(maxsize=None)
+def _polyphase_taps(kernel_size: int, taps: tuple[float, ...]):
+  """Constants folding `upfirdn2d(convT_stride2(x, W), f, gain 4)` into phase convolutions.
+
+  With official padding, output pixel `q` of the transposed conv + FIR is
+  `y[q] = Σ_i K[q - 2i] x[i]`, `K[d] = Σ_{kk - j + p0 = d} W[kk] g[j]`, with `g` the flipped
+  filter times the gain and `p0 = k//2 + (F+1)//2 - (k-1)`. Writing `q = 2m + r` gives, per
+  phase `r`, a correlation at input resolution: `y[2m+r] = Σ_u K[r - 2u] x[m + u]`.
+
+  Returns `(C [k, k, T, T, 2, 2], lo, hi)` with `kernel[a, b, r, s] = Σ W[ky, kx] C[ky, kx,
+  a, b, r, s]` for tap `(a, b)` ↔ input offset `(a - lo, b - lo)`, phase `(r, s)`; the
+  phase convolution pads `lo` before and `hi` after. `kernel_size=1` gives `upsample2d`.
+  """
+  k, f = kernel_size, len(taps)
+  g = fir_filter_2d(taps)[::-1, ::-1] * 4.0
+  p0 = k // 2 + (f + 1) // 2 - (k - 1)
+  ds = range(p0 - (f - 1), k + p0)                   # all offsets d = kk - j + p0
+  lo = max(d // 2 for d in ds)                        # u = -floor(d / 2) spans [-lo, hi]
+  hi = -min(d // 2 for d in ds)
+  c = np.zeros((k, k, lo + hi + 1, lo + hi + 1, 2, 2))
+  for ky in range(k):
+    for jy in range(f):
+      dy = ky - jy + p0
+      for kx in range(k):
+        for jx in range(f):
+          dx = kx - jx + p0
+          c[ky, kx, lo - dy // 2, lo - dx // 2, dy % 2, dx % 2] += g[jy, jx]
+  return c, lo, hi
+
+
+def _depth_to_space(y: jax.Array, channels: int) -> jax.Array:
+  """`[N, H, W, (2, 2, C)]` phases → `[N, 2H, 2W, C]` with `out[2m+r, 2n+s] = y[m, n, r, s]`."""
+  n, h, w, _ = y.shape
+  y = y.reshape(n, h, w, 2, 2, channels).transpose(0, 1, 3, 2, 4, 5)
+  return y.reshape(n, 2 * h, 2 * w, channels)
+
+
+def upsample_2x(x: jax.Array, resample_filter=(1, 3, 3, 1)) -> jax.Array:
+  """Official `upfirdn2d.upsample2d(x, f)` for NHWC `x [N, H, W, C]` → `[N, 2H, 2W, C]`.
+
+  Polyphase form (see `_polyphase_taps` with k = 1): each output phase is a weighted sum of
+  shifted input slices, elementwise work only. Meant for the few-channel RGB skip path.
+  """
+  c, lo, hi = _polyphase_taps(1, tuple(float(t) for t in resample_filter))
+  n, h, w, ch = x.shape
+  xp = jnp.pad(x, ((0, 0), (lo, hi), (lo, hi), (0, 0)))
+  phases = []
+  for r in range(2):
+    for s in range(2):
+      acc = None
+      for a, b in zip(*np.nonzero(c[0, 0, :, :, r, s])):
+        term = xp[:, a:a + h, b:b + w, :] * float(c[0, 0, a, b, r, s])
+        acc = term if acc is None else acc + term
+      phases.append(acc)
+  return _depth_to_space(jnp.concatenate(phases, axis=-1), ch)
+
+
+def _conv(x, kernel_hwio, padding, precision, lhs_dilation=(1, 1)):
+  return jax.lax.conv_general_dilated(
+      x, kernel_hwio, window_strides=(1, 1), padding=padding, lhs_dilation=lhs_dilation,
+      dimension_numbers=_NHWC, precision=precision)
+
+
+def up_conv_polyphase(x, weight, resample_filter=(1, 3, 3, 1), precision=None):
+  """Official `conv2d_resample(x, W, f, up=2, padding=k//2)` as one phase convolution.
+
+  `x [N, H, W, I]`, `weight [O, I, k, k]` (unflipped, as the official up path uses it)
+  → `[N, 2H, 2W, O]` in `x.dtype`. The `T×T` kernel with `4·O` outputs (`T = 3` for the
+  3×3/[1,3,3,1] case) is built from `W` once per call (weights only, cheap).
+  """
+  o, i, k, _ = weight.shape
+  c, lo, hi = _polyphase_taps(k, tuple(float(t) for t in resample_filter))
+  t = c.shape[2]
+  kernel = jnp.einsum("oiyx,yxabrs->abirso", weight.astype(jnp.float32),
+                      jnp.asarray(c, jnp.float32), precision=_HIGHEST)
+  kernel = kernel.reshape(t, t, i, 4 * o).astype(x.dtype)
+  y = _conv(x, kernel, [(lo, hi), (lo, hi)], precision)
+  return _depth_to_space(y, o)
+
+
+def up_conv_transpose(x, weight, resample_filter=(1, 3, 3, 1), precision=None):
+  """Same result as `up_conv_polyphase`, computed as the official code does: stride-2
+  transposed conv (an input-dilated conv) then a separable FIR blur done with shifted slices.
+  """
+  o, i, k, _ = weight.shape
+  taps = np.asarray(resample_filter, np.float64)
+  g = (taps / taps.sum() * 2.0)[::-1]                 # flipped, gain 2 per axis
+  f = len(taps)
+  kernel = jnp.transpose(weight[:, :, ::-1, ::-1], (2, 3, 1, 0)).astype(x.dtype)
+  y = _conv(x, kernel, [(k - 1, k - 1)] * 2, precision, lhs_dilation=(2, 2))
+  y = y.astype(jnp.float32)                           # [N, 2H + k - 2, ...]
+  p0 = k // 2 + (f + 1) // 2 - (k - 1)
+  p1 = k // 2 + (f - 2) // 2 - (k - 2)
+  y = jax.lax.pad(y, 0.0, ((0, 0, 0), (p0, p1, 0), (p0, p1, 0), (0, 0, 0)))
+  out_h, out_w = 2 * x.shape[1], 2 * x.shape[2]
+  y = sum(float(g[j]) * y[:, j:j + out_h] for j in range(f))
+  y = sum(float(g[j]) * y[:, :, j:j + out_w] for j in range(f))
+  return y.astype(x.dtype)
+
+
+def demodulation_coefficients(weight: jax.Array, styles: jax.Array) -> jax.Array:
+  """`d[n, o] = rsqrt(Σ_{i,k} (W[o, i, k] s[n, i])² + 1e-8) = rsqrt(s² @ ΣW²ᵀ + 1e-8)`.
+
+  `weight [O, I, k, k]`, `styles [N, I]` → `[N, O]` float32. Equals the official
+  coefficients of the style-scaled weight (SynthesisLayer applies no extra weight gain).
+  """
+  wsq = jnp.sum(jnp.square(weight.astype(jnp.float32)), axis=(2, 3))      # [O, I]
+  return jax.lax.rsqrt(jnp.dot(jnp.square(styles), wsq.T, precision=_HIGHEST) + 1e-8)
+
+
+def modulated_conv2d(x, weight, styles, *, demodulate=True, up=1, resample_filter=(1, 3, 3, 1),
+                     up_impl="polyphase", precision=None):
+  """Official `modulated_conv2d` without per-sample weights.
+
+      y[n, ·, ·, o] = d[n, o] · Σ_i conv(x[n, ·, ·, i] · s[n, i], W[o, i])
+  with `d` from `demodulation_coefficients` (1 if not `demodulate`); for `up == 2` the conv
+  is the official transposed conv + FIR (`up_conv_polyphase` / `up_conv_transpose`).
+
+  `x [N, H, W, I]` in the compute dtype, `weight [O, I, k, k]`, `styles [N, I]` float32
+  → `[N, up·H, up·W, O]` float32 (the cast fuses into the caller's epilogue).
+  """
+  n, h, w, i = x.shape
+  o, _, k, _ = weight.shape
+  chex.assert_shape(weight, (o, i, k, k))
+  chex.assert_shape(styles, (n, i))
+  if x.dtype == jnp.float16 and demodulate:
+    # Official pre-normalisation against float16 overflow; demodulation cancels the scales.
+    weight = weight * (1 / math.sqrt(i * k * k)
+                       / jnp.max(jnp.abs(weight), axis=(1, 2, 3), keepdims=True))
+    styles = styles / jnp.max(jnp.abs(styles), axis=1, keepdims=True)
+  xs = x * styles.astype(x.dtype)[:, None, None, :]
+  if up == 1:
+    kernel = jnp.transpose(weight, (2, 3, 1, 0)).astype(x.dtype)
+    y = _conv(xs, kernel, [(k // 2, k // 2)] * 2, precision)
+  elif up == 2:
+    require(up_impl in UP_IMPLS, f"up_impl must be one of {UP_IMPLS}, found {up_impl!r}.")
+    fn = up_conv_polyphase if up_impl == "polyphase" else up_conv_transpose
+    y = fn(xs, weight, resample_filter, precision)
+  else:
+    raise UserError(f"modulated_conv2d supports up=1 or up=2, found up={up}.")
+  y = y.astype(jnp.float32)
+  if demodulate:
+    y = y * demodulation_coefficients(weight, styles)[:, None, None, :]
+  return y
+
+
+def _activate(x, activation: str, gain: float = 1.0, clamp: float | None = None):
+  """Official `bias_act` after the bias: `clamp(act(x) · gain_act · gain, ±clamp·gain)`."""
+  if activation == "lrelu":
+    x = jnp.where(x >= 0, x, 0.2 * x)
+  elif activation == "relu":
+    x = jax.nn.relu(x)
+  total_gain = _ACTIVATION_GAIN[activation] * gain
+  if total_gain != 1.0:
+    x = x * total_gain
+  if clamp is not None:
+    x = jnp.clip(x, -clamp * gain, clamp * gain)
+  return x
+
+
+def normalize_2nd_moment(x, eps=1e-8):
+  """`x · rsqrt(mean(x², axis=1) + eps)` for `x [N, D]`."""
+  return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=1, keepdims=True) + eps)
+
+
+# ------------------------------------------------------------------------------- modules ---
+
+class FullyConnected(nn.Module):
+  """Equalized-lr dense layer: `y = act(x @ (W·lr/√in)ᵀ + b·lr)`, float32.
+
+  `weight [out, in]` is stored as `N(0, 1) / lr` (official init), `bias [out]`.
+  """
+  features: int
+  activation: str = "linear"
+  lr_multiplier: float = 1.0
+  bias_init: float = 0.0
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    in_features = x.shape[-1]
+    lr = self.lr_multiplier
+    weight = self.param("weight", lambda k, s: jax.random.normal(k, s) / lr,
+                        (self.features, in_features))
+    bias = self.param("bias", nn.initializers.constant(self.bias_init), (self.features,))
+    y = jnp.dot(x.astype(jnp.float32), (weight * (lr / math.sqrt(in_features))).T,
+                precision=_HIGHEST)
+    return _activate(y + bias * lr, self.activation)
+
+
+class MappingNetwork(nn.Module):
+  """z, c → ws `[N, num_ws, w_dim]` (official `MappingNetwork`).
+
+      x  = concat(normalize_2nd_moment(z), normalize_2nd_moment(embed(c)))
+      w  = fc_{L-1}(… fc_0(x))                            lrelu·√2, lr_mult 0.01
+      ws = broadcast(w, num_ws);  ws[:, :cutoff] = w_avg + psi · (ws - w_avg)
+  With `update_w_avg` (needs `mutable=['buffers']`): `w_avg ← mean_n(w) + β (w_avg - mean_n(w))`.
+  """
+  config: GeneratorConfig
+
+  @nn.compact
+  def __call__(self, z, c, truncation_psi=1.0, truncation_cutoff=None, update_w_avg=False):
+    cfg = self.config
+    parts = []
+    if cfg.z_dim > 0:
+      chex.assert_shape(z, (None, cfg.z_dim))
+      parts.append(normalize_2nd_moment(z.astype(jnp.float32)))
+    if cfg.c_dim > 0:
+      chex.assert_shape(c, (None, cfg.c_dim))
+      y = FullyConnected(cfg.embed_dim, name="embed")(c.astype(jnp.float32))
+      parts.append(normalize_2nd_moment(y))
+    x = jnp.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    for idx in range(cfg.num_layers):
+      features = cfg.w_dim if idx == cfg.num_layers - 1 else cfg.hidden_dim
+      x = FullyConnected(features, activation=cfg.mapping_activation,
+                         lr_multiplier=cfg.lr_multiplier, name=f"fc{idx}")(x)
+    w_avg = None
+    if cfg.w_avg_beta is not None:
+      w_avg = self.variable("buffers", "w_avg", jnp.zeros, (cfg.w_dim,), jnp.float32)
+      if update_w_avg and not self.is_initializing():
+        mean = jnp.mean(x, axis=0)
+        w_avg.value = mean + cfg.w_avg_beta * (w_avg.value - mean)
+    ws = jnp.broadcast_to(x[:, None, :], (x.shape[0], cfg.num_ws, cfg.w_dim))
+    static_psi = isinstance(truncation_psi, (int, float))
+    if static_psi and truncation_psi == 1:
+      return ws
+    if w_avg is None:       # a traced psi was checked to be 1 on the host (GeneratorHandle)
+      require(not static_psi, "truncation needs the tracked w_avg, but this generator was "
+              "built with w_avg_beta=None; use truncation_psi=1.")
+      return ws
+    avg = w_avg.value
+    truncated = avg + jnp.asarray(truncation_psi, jnp.float32) * (ws - avg)
+    if truncation_cutoff is not None:
+      keep = (jnp.arange(cfg.num_ws) < truncation_cutoff)[None, :, None]
+      truncated = jnp.where(keep, truncated, ws)
+    if not static_psi:                                     # traced psi: exact at psi == 1
+      truncated = jnp.where(truncation_psi == 1, ws, truncated)
+    return truncated
+
+
+class SynthesisLayer(nn.Module):
+  """Modulated conv (optionally 2× up), noise, bias, activation, clamp (`SynthesisLayer`).
+
+      y = clamp(act(conv(x·s, W)·d + noise·noise_strength + b)·√2, ±conv_clamp)
+  `x [N, R/up, R/up, I]` (compute dtype), `w [N, w_dim]` → `[N, R, R, O]` (compute dtype).
+  """
+  config: GeneratorConfig
+  out_channels: int
+  resolution: int
+  up: int = 1
+  dtype: Any = jnp.float32
+  up_impl: str = "polyphase"
+
+  @nn.compact
+  def __call__(self, x, w, noise_mode="const", random_noise=None):
+    """`random_noise [N, R, R, 1]` N(0, 1) is used when `noise_mode == 'random'`."""
+    cfg, r = self.config, self.resolution
+    n, _, _, in_channels = x.shape
+    chex.assert_shape(x, (n, r // self.up, r // self.up, in_channels))
+    styles = FullyConnected(in_channels, bias_init=1.0, name="affine")(w)
+    k = cfg.kernel_size
+    weight = self.param("weight", nn.initializers.normal(1.0),
+                        (self.out_channels, in_channels, k, k))
+    precision = _HIGHEST if jnp.dtype(self.dtype) == jnp.float32 else None
+    y = modulated_conv2d(x, weight, styles, up=self.up, resample_filter=cfg.resample_filter,
+                         up_impl=self.up_impl, precision=precision)
+    if cfg.use_noise:
+      noise_const = self.variable(
+          "buffers", "noise_const", lambda: jax.random.normal(self.make_rng("params"), (r, r)))
+      strength = self.param("noise_strength", nn.initializers.zeros, ())
+      if noise_mode == "const":
+        y = y + (noise_const.value * strength)[None, :, :, None]
+      elif noise_mode == "random":
+        chex.assert_shape(random_noise, (n, r, r, 1))
+        y = y + random_noise * strength
+    bias = self.param("bias", nn.initializers.zeros, (self.out_channels,))
+    return _activate(y + bias, cfg.activation, clamp=cfg.conv_clamp).astype(self.dtype)
+
+
+class ToRGB(nn.Module):
+  """1×1 modulated conv without demodulation (`ToRGBLayer`), float32 output.
+
+      rgb = clamp(Σ_c x[..., c] · s[n, c] / √C · W[o, c] + b, ±conv_clamp)
+  Per-sample `[N, C, img_channels]` weights are tiny here, so they are materialised: one
+  batched matmul reads the activations once.
+  """
+  config: GeneratorConfig
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, w):
+    cfg = self.config
+    channels = x.shape[-1]
+    styles = FullyConnected(channels, bias_init=1.0, name="affine")(w) / math.sqrt(channels)
+    weight = self.param("weight", nn.initializers.normal(1.0),
+                        (cfg.img_channels, channels, 1, 1))
+    per_sample = (styles[:, :, None] * weight[:, :, 0, 0].T[None]).astype(self.dtype)
+    precision = _HIGHEST if jnp.dtype(self.dtype) == jnp.float32 else None
+    y = jnp.einsum("nhwc,nco->nhwo", x, per_sample, precision=precision,
+                   preferred_element_type=jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (cfg.img_channels,))
+    y = y + bias
+    if cfg.conv_clamp is not None:
+      y = jnp.clip(y, -cfg.conv_clamp, cfg.conv_clamp)
+    return y
+
+
+class SynthesisBlock(nn.Module):
+  """One resolution of the 'skip' synthesis network (`SynthesisBlock`).
+
+  `ws [N, 3, w_dim]` (`[N, 2, w_dim]` for the 4×4 block: conv1, torgb). Returns the features
+  `[N, R, R, C]` and `img = upsample_2x(img) + torgb(x)` `[N, R, R, img_channels]` float32.
+  """
+  config: GeneratorConfig
+  resolution: int
+  dtype: Any = jnp.float32
+  up_impl: str = "polyphase"
+
+  @nn.compact
+  def __call__(self, x, img, ws, noise_mode="const", random_noise=(None, None)):
+    cfg, r = self.config, self.resolution
+    channels = cfg.channels[r]
+    layer = functools.partial(SynthesisLayer, cfg, channels, r, dtype=self.dtype,
+                              up_impl=self.up_impl)
+    if x is None:
+      const = self.param("const", nn.initializers.normal(1.0), (channels, r, r))
+      x = jnp.broadcast_to(jnp.transpose(const, (1, 2, 0))[None], (ws.shape[0], r, r, channels))
+      x = layer(name="conv1")(x.astype(self.dtype), ws[:, 0], noise_mode, random_noise[0])
+    else:
+      x = layer(up=2, name="conv0")(x.astype(self.dtype), ws[:, 0], noise_mode,
+                                    random_noise[0])
+      x = layer(name="conv1")(x, ws[:, 1], noise_mode, random_noise[1])
+    y = ToRGB(cfg, dtype=self.dtype, name="torgb")(x, ws[:, -1])
+    img = y if img is None else upsample_2x(img, cfg.resample_filter) + y
+    return x, img
+
+
+class SynthesisNetwork(nn.Module):
+  """ws `[N, num_ws, w_dim]` → images `[N, R, R, img_channels]` float32 (`SynthesisNetwork`).
+
+  Block `b{res}` reads `ws[:, i : i + num_conv + 1]` and advances `i` by its `num_conv`, so a
+  block's ToRGB shares its w with the next block's first conv, as in the official code.
+  """
+  config: GeneratorConfig
+  dtype: Any = jnp.float32
+  up_impl: str = "polyphase"
+
+  @nn.compact
+  def __call__(self, ws, noise_mode="const"):
+    cfg = self.config
+    require(noise_mode in NOISE_MODES,
+            f"noise_mode must be one of {NOISE_MODES}, found {noise_mode!r}.")
+    chex.assert_shape(ws, (None, cfg.num_ws, cfg.w_dim))
+    ws = ws.astype(jnp.float32)
+    noise = self._random_noise(ws.shape[0]) if noise_mode == "random" else {}
+    x = img = None
+    w_idx = 0
+    for res in cfg.block_resolutions:
+      num_conv = 1 if res == 4 else 2
+      block = SynthesisBlock(cfg, res, dtype=self.dtype, up_impl=self.up_impl, name=f"b{res}")
+      x, img = block(x, img, ws[:, w_idx:w_idx + num_conv + 1], noise_mode,
+                     (noise.get((res, 0)), noise.get((res, 1))))
+      w_idx += num_conv
+    return img
+
+  def _random_noise(self, n):
+    """N(0, 1) noise `[n, R, R, 1]` per conv layer, keyed `(res, i)`, from one draw (one
+    `jax.random.normal` call site keeps XLA:CPU compile times short)."""
+    if not self.config.use_noise:
+      return {}
+    layers = [(res, i) for res in self.config.block_resolutions
+              for i in range(1 if res == 4 else 2)]
+    pool = jax.random.normal(self.make_rng("noise"), (n, sum(r * r for r, _ in layers)))
+    out, offset = {}, 0
+    for res, i in layers:
+      out[(res, i)] = pool[:, offset:offset + res * res].reshape(n, res, res, 1)
+      offset += res * res
+    return out
+
+
+class Generator(nn.Module):
+  """The StyleGAN2-ADA generator: `mapping` then `synthesis`.
+
+  Methods (use with `apply(..., method=...)`; `noise_mode='random'` needs rngs={'noise': k}):
+    `mapping(z [N, z_dim], c [N, c_dim] one-hot float, psi, cutoff, update_w_avg)`
+        → ws `[N, num_ws, w_dim]`
+    `synthesis(ws, noise_mode)` → images `[N, R, R, img_channels]` float32, about [-1, 1]
+    `__call__(z, c, truncation_psi, truncation_cutoff, noise_mode, update_w_avg)` → images
+  """
+  config: GeneratorConfig
+  dtype: Any = jnp.float32
+  up_impl: str = "polyphase"
+
+  def setup(self):
+    self.mapping_network = MappingNetwork(self.config, name="mapping")
+    self.synthesis_network = SynthesisNetwork(self.config, dtype=self.dtype,
+                                              up_impl=self.up_impl, name="synthesis")
+
+  def mapping(self, z, c, truncation_psi=1.0, truncation_cutoff=None, update_w_avg=False):
+    return self.mapping_network(z, c, truncation_psi, truncation_cutoff, update_w_avg)
+
+  def synthesis(self, ws, noise_mode="const"):
+    return self.synthesis_network(ws, noise_mode)
+
+  def __call__(self, z, c, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const",
+               update_w_avg=False):
+    ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_w_avg)
+    return self.synthesis(ws, noise_mode)
+
+
+# -------------------------------------------------------------------------------- handle ---
+
+@dataclasses.dataclass(eq=False)
+class GeneratorHandle:
+  """A generator and its variables, with jitted convenience methods.
+
+  `variables` is `{'params': ..., 'buffers': ...}` (layout in the module docstring); pass it
+  to `module.apply` for use inside other jitted code. Methods take integer `labels [N]`
+  (ignored, may be None, for unconditional models) and cache one compiled function per
+  (method, truncation_cutoff, noise_mode, chunk_size); `truncation_psi` is traced.
+  """
+  module: Generator
+  variables: dict
+  _compiled: dict = dataclasses.field(default_factory=dict, repr=False)
+
+  config = property(lambda self: self.module.config)
+  kwargs = property(lambda self: self.module.config.to_kwargs())
+  params = property(lambda self: self.variables["params"])
+  buffers = property(lambda self: self.variables.get("buffers", {}))
+  z_dim = property(lambda self: self.config.z_dim)
+  c_dim = property(lambda self: self.config.c_dim)
+  w_dim = property(lambda self: self.config.w_dim)
+  num_ws = property(lambda self: self.config.num_ws)
+  img_resolution = property(lambda self: self.config.img_resolution)
+  img_channels = property(lambda self: self.config.img_channels)
+  dtype = property(lambda self: self.module.dtype)
+
+  def with_dtype(self, dtype) -> GeneratorHandle:
+    """The same weights computing in `dtype` (e.g. `jnp.bfloat16`)."""
+    return GeneratorHandle(self.module.clone(dtype=dtype), self.variables)
+
+  def one_hot(self, labels, n: int) -> jax.Array:
+    """Integer labels `[N]` → float one-hot `c [N, c_dim]` (`[N, 0]` if unconditional)."""
+    if self.c_dim == 0:
+      return jnp.zeros((n, 0), jnp.float32)
+    return jax.nn.one_hot(labels, self.c_dim, dtype=jnp.float32)
+
+  def _inputs(self, z, labels):
+    """Host-side checks before compilation; returns `(z, labels, n)`."""
+    if z is None:
+      require(self.z_dim == 0, f"z is required: this generator has z_dim={self.z_dim}.")
+      require(labels is not None, "z_dim is 0, so pass labels to set the batch size.")
+      z = jnp.zeros((len(labels), 0), jnp.float32)
+    require(getattr(z, "ndim", 0) == 2 and z.shape[1] == self.z_dim,
+            f"z must have shape [N, {self.z_dim}], found {getattr(z, 'shape', None)}.")
+    n = z.shape[0]
+    if self.c_dim == 0:
+      return z, jnp.zeros((n,), jnp.int32), n
+    require(labels is not None, f"labels are required: this generator is conditional "
+            f"(c_dim={self.c_dim}); pass integer class ids of shape [{n}].")
+    if not isinstance(labels, jax.Array):
+      labels = np.asarray(labels)
+    require(labels.shape == (n,) and jnp.issubdtype(labels.dtype, jnp.integer),
+            f"labels must be integers of shape [{n}], found {labels.dtype} {labels.shape}.")
+    if isinstance(labels, np.ndarray):     # device arrays are not pulled back to check
+      bad = labels[(labels < 0) | (labels >= self.c_dim)]
+      require(bad.size == 0, f"labels must lie in [0, {self.c_dim}), found {bad[:5]}.")
+    return z, labels, n
+
+  def _fn(self, key, build):
+    if key not in self._compiled:
+      self._compiled[key] = jax.jit(build())
+    return self._compiled[key]
+
+  def map(self, z, labels=None, truncation_psi=1.0, truncation_cutoff=None) -> jax.Array:
+    """`z [N, z_dim]`, labels `[N]` → ws `[N, num_ws, w_dim]` float32."""
+    self._check_psi(truncation_psi)
+    z, labels, n = self._inputs(z, labels)
+
+    def build():
+      def fn(variables, z, labels, psi):
+        return self.module.apply(variables, z, self.one_hot(labels, z.shape[0]), psi,
+                                 truncation_cutoff, method="mapping")
+      return fn
+    fn = self._fn(("map", truncation_cutoff), build)
+    return fn(self.variables, z, labels, jnp.float32(truncation_psi))
+
+  def synthesize(self, ws, noise_mode="const", rng=None, chunk_size=None) -> jax.Array:
+    """ws `[N, num_ws, w_dim]` → images `[N, R, R, img_channels]` float32."""
+    self._check_noise(noise_mode, rng)
+
+    def build():
+      def fn(variables, ws, key):
+        def one(ws, k):
+          return self.module.apply(variables, ws, noise_mode, method="synthesis",
+                                   rngs={"noise": k})
+        return _chunked(one, ws, key, chunk_size)
+      return fn
+    fn = self._fn(("synthesize", noise_mode, chunk_size), build)
+    return fn(self.variables, ws, _noise_key(rng))
+
+  def generate(self, z, labels=None, truncation_psi=1.0, truncation_cutoff=None,
+               noise_mode="const", rng=None, chunk_size=None) -> jax.Array:
+    """`z [N, z_dim]`, labels `[N]` → images `[N, R, R, img_channels]` float32, ≈[-1, 1].
+
+    `chunk_size` renders big batches `chunk_size` images at a time inside `lax.map`
+    (bounded memory; random noise then differs from an unchunked call).
+    """
+    self._check_noise(noise_mode, rng)
+    self._check_psi(truncation_psi)
+    z, labels, n = self._inputs(z, labels)
+
+    def build():
+      def fn(variables, z, labels, psi, key):
+        def one(inputs, k):
+          z, labels = inputs
+          c = self.one_hot(labels, z.shape[0])
+          return self.module.apply(variables, z, c, psi, truncation_cutoff, noise_mode,
+                                   rngs={"noise": k})
+        return _chunked(one, (z, labels), key, chunk_size)
+      return fn
+    fn = self._fn(("generate", truncation_cutoff, noise_mode, chunk_size), build)
+    return fn(self.variables, z, labels, jnp.float32(truncation_psi), _noise_key(rng))
+
+  def _check_psi(self, psi):
+    require(self.config.w_avg_beta is not None or psi == 1, f"truncation_psi={psi} needs the "
+            "tracked w_avg, but this generator has w_avg_beta=None; use truncation_psi=1.")
+
+  @staticmethod
+  def _check_noise(noise_mode, rng):
+    require(noise_mode in NOISE_MODES,
+            f"noise_mode must be one of {NOISE_MODES}, found {noise_mode!r}.")
+    require(noise_mode != "random" or rng is not None,
+            "noise_mode='random' needs rng=<a jax.random key>.")
+
+
+def _noise_key(rng):
+  return jax.random.key(0) if rng is None else rng
+
+
+def _chunked(fn, inputs, key, chunk_size):
+  """`fn(inputs, key)` over the batch, `chunk_size` rows at a time inside `lax.map`."""
+  n = jax.tree_util.tree_leaves(inputs)[0].shape[0]
+  if not chunk_size or n <= chunk_size:
+    return fn(inputs, key)
+  num = -(-n // chunk_size)
+  pad = num * chunk_size - n
+
+  def split(x):
+    x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), mode="edge")
+    return x.reshape((num, chunk_size) + x.shape[1:])
+  chunks = jax.tree_util.tree_map(split, inputs)
+  out = jax.lax.map(lambda a: fn(a[0], a[1]), (chunks, jax.random.split(key, num)))
+  return out.reshape((num * chunk_size,) + out.shape[2:])[:n]
+
+
+def init_generator(key, *, dtype=jnp.float32, up_impl="polyphase", **init_kwargs):
+  """A randomly initialised generator handle from official `Generator` keywords.
+
+  Example: `init_generator(jax.random.key(0), z_dim=512, c_dim=10, w_dim=512,
+  img_resolution=32, img_channels=3, mapping_kwargs=dict(num_layers=2),
+  synthesis_kwargs=dict(channel_base=16384, channel_max=512, conv_clamp=256))`.
+  """
+  config = GeneratorConfig.from_kwargs(**init_kwargs)
+  module = Generator(config, dtype=dtype, up_impl=up_impl)
+  return GeneratorHandle(module, init_variables(module, key))
+
+
+def init_variables(module: Generator, key) -> dict:
+  """The official initialisation, same distribution as `module.init` but cheaper to compile.
+
+  XLA:CPU compiles every `jax.random.normal` call site separately (about 0.4 s each), so
+  `module.init` of a full generator compiles for tens of seconds; here one normal draw is
+  sliced into all N(0, 1) leaves. Rules (official): weights N(0, 1), mapping `fc*` weights
+  N(0, 1) / lr_multiplier, `const` and `noise_const` N(0, 1), `affine` biases 1, other biases,
+  `noise_strength` and `w_avg` 0.
+  """
+  config = module.config
+  z = jax.ShapeDtypeStruct((1, config.z_dim), jnp.float32)
+  c = jax.ShapeDtypeStruct((1, config.c_dim), jnp.float32)
+  abstract = jax.eval_shape(lambda k, z, c: module.init({"params": k}, z, c),
+                            jax.random.key(0), z, c)
+
+  def fill(key):
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(abstract)
+    random_leaves = [leaf for path, leaf in leaves if path[-1].key in _RANDOM_LEAVES]
+    pool = jax.random.normal(key, (sum(leaf.size for leaf in random_leaves),), jnp.float32)
+    out, offset = [], 0
+    for path, leaf in leaves:
+      name, parent = path[-1].key, path[-2].key
+      if name in _RANDOM_LEAVES:
+        value = pool[offset:offset + leaf.size].reshape(leaf.shape)
+        offset += leaf.size
+        if name == "weight" and parent.startswith("fc"):
+          value = value / config.lr_multiplier
+      else:
+        value = jnp.full(leaf.shape, 1.0 if parent == "affine" else 0.0, jnp.float32)
+      out.append(value)
+    return jax.tree_util.tree_unflatten(treedef, out)
+  return dict(jax.jit(fill)(key))
+
+
+_RANDOM_LEAVES = ("weight", "const", "noise_const")
+
+
+def __getattr__(name):
+  # `load_generator` lives in stylegan2_weights (which imports this module): lazy re-export.
+  if name in ("load_generator", "save_generator_npz"):
+    from palm_jax.models import stylegan2_weights
+    return getattr(stylegan2_weights, name)
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
