@@ -1,0 +1,95 @@
+r"""PALM on CIFAR-10: NVIDIA's published conditional StyleGAN2-ADA CIFAR-10 generator.
+
+    python -m palm_jax.main --config=configs/cifar10.py --workdir=runs/palm_cifar10
+
+The paper's defaults: ResNet-18 encoder, alpha 0.5, beta 0.95, APT with k = 12, SimSiam on
+temporal pairs without augmentation, 50M environment steps. `configs/cifar100.py` and
+`configs/smoke.py` start from this file and change a few fields; so can your own configs.
+"""
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.job = "palm"                  # which job palm_jax.main runs
+  c.seed = 0                      # the run's root PRNG seed (everything folds in from it)
+  c.total_env_steps = 50_000_000  # environment steps (frames) to collect, all envs summed
+
+  # The generator that renders the environment. "nvidia:cifar10" downloads NVIDIA's
+  # published snapshot once to ~/.cache/palm_jax; a path loads .pkl/.pt/.pth/.npz; "random"
+  # builds an untrained one from `generator_kwargs` (smoke tests); "" trains one first with
+  # the `gan` section into WORKDIR/gan/ (configs/cifar100.py).
+  c.generator = "nvidia:cifar10"
+  c.generator_kwargs = ml_collections.ConfigDict()  # official Generator kwargs for "random"
+  c.generator_dtype = "bfloat16"  # compute dtype of the generator ("float32" for reference)
+  c.gan = ml_collections.ConfigDict()  # the gan job's config, used when generator == ""
+
+  c.env = ml_collections.ConfigDict()
+  c.env.num_envs = 4096           # parallel environments (split over all devices)
+  c.env.alpha = 0.5               # T_com: z' = alpha * a + (1 - alpha) * eps
+  c.env.beta = 0.95               # T_ema: z_t = beta * z_{t-1} + (1 - beta) * z'
+  c.env.episode_length = 20       # frames per episode (the reset frame included)
+  c.env.latent_space = "z"        # "z" (the paper) or "w" (dynamics after the mapping)
+  c.env.action_scale = 1.0        # actions in [-1, 1] are scaled by this before mixing
+  c.env.noise_mode = "const"      # generator noise inputs: "const", "random" or "none"
+  c.env.truncation_psi = 1.0      # truncation of the mapping network (1 = none)
+  c.env.stagger = True            # start environments at random points of an episode
+
+  c.agent = ml_collections.ConfigDict()
+  c.agent.action_source = "policy"  # "policy" (SAC) or "random" (uniform; an ablation)
+  c.agent.warmup_env_steps = 100_000  # uniformly random actions and no updates until then
+  c.agent.updates_per_step = 1    # (SimSiam + SAC) updates per iteration of all envs
+  c.agent.actor_hidden = (1024, 1024)  # SAC actor MLP widths
+  c.agent.critic_hidden = (1024, 1024)  # SAC critic MLP widths (twin critics)
+  c.agent.actor_lr = 3e-4         # Adam learning rate of the actor
+  c.agent.critic_lr = 3e-4        # Adam learning rate of the critics
+  c.agent.alpha_lr = 3e-4         # Adam learning rate of the temperature
+  c.agent.gamma = 0.99            # discount
+  c.agent.tau = 0.005             # Polyak rate of the target critics
+  c.agent.init_alpha = 0.1        # initial temperature
+  c.agent.target_entropy = ml_collections.config_dict.placeholder(float)  # unset: -|A|
+  c.agent.dtype = "bfloat16"      # compute dtype of the actor/critic MLPs
+
+  c.batch_size = 512              # transitions per update (SimSiam pairs and SAC batch)
+
+  c.reward = ml_collections.ConfigDict()
+  c.reward.k = 12                 # APT: neighbours in the kNN particle entropy
+  c.reward.average = True         # mean of the k distances (else the k-th)
+  c.reward.clip = 0.0             # distances below this count as 0
+  c.reward.normalize = True       # divide distances by their running mean (URLB knn_rms)
+
+  c.simsiam = ml_collections.ConfigDict()
+  c.simsiam.stage_sizes = (2, 2, 2, 2)  # ResNet-18
+  c.simsiam.width = 64            # ResNet base width (features: width * 8 = 512)
+  c.simsiam.proj_hidden_dim = 2048  # projector: 2 layers of 2048 with BN
+  c.simsiam.proj_dim = 2048
+  c.simsiam.pred_hidden_dim = 512  # predictor 2048 -> 512 -> 2048
+  c.simsiam.base_lr = 0.03        # lr = base_lr * batch_size / 256, cosine schedule
+  c.simsiam.momentum = 0.9        # SGD momentum
+  c.simsiam.weight_decay = 5e-4   # SGD weight decay
+  c.simsiam.fix_pred_lr = False   # keep the predictor's lr constant
+  c.simsiam.dtype = "bfloat16"    # compute dtype of the encoder and heads
+  c.simsiam.augment = False       # True: SimSiam's CIFAR augmentations ("PALM + data aug")
+  c.simsiam.pairs = "temporal"    # temporal | same_class | perturbation | real (ablations)
+  c.simsiam.perturb_std = 0.5     # sigma of the latent perturbation for pairs="perturbation"
+  c.simsiam.real_data = ""        # dataset spec for pairs="real", e.g. tfds:cifar10:train
+
+  c.replay = ml_collections.ConfigDict()
+  c.replay.capacity = 1_000_000   # transitions kept (uint8 frames; ~4.2 GB with bf16 actions)
+  c.replay.action_dtype = "bfloat16"  # storage dtype of actions
+
+  c.log = ml_collections.ConfigDict()
+  c.log.chunk_iterations = 25     # iterations per jitted chunk = host sync + log interval
+  c.log.rollout_every_chunks = 20  # PNG grid of rollouts every this many chunks (0 = never)
+  c.log.rollout_rows = 8          # trajectories in the rollout grid
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every_chunks = 50  # save every this many chunks (and at the end)
+  c.checkpoint.keep = 2           # checkpoints kept on disk
+  c.checkpoint.save_replay = True  # include the replay (exact resume; ~4 GB per checkpoint)
+
+  # Linear probe at the end of training ("" skips it); see configs/linear_eval.py.
+  c.eval = ml_collections.ConfigDict()
+  c.eval.train = "tfds:cifar10:train"
+  c.eval.test = "tfds:cifar10:test"
+  return c

@@ -1,0 +1,206 @@
+"""One PALM iteration, and a jitted chunk of them: the whole hot loop on the device.
+
+An iteration, for all `N` environments at once:
+
+    h_t  = f(s_t)                         encoder features (eval-mode BatchNorm), detached
+    a_t  ~ pi(. | h_t)                    SAC policy (uniform random during warm-up, or
+                                          always for the random-action ablation)
+    s_{t+1} = env.step(s_t, a_t)          one generator forward pass per environment
+    replay <- (s_t, a_t, first_t, c)      one frame per environment, stored once
+    repeat `updates_per_step` times:
+      (s, a, s') ~ replay                 B transitions, sampled per device
+      SimSiam step on positive pairs      temporal (s, s') by default
+      r = log(1 + mean kNN distance)      APT reward on h' = f(s') inside the batch
+      SAC step on (h, a, r, h')           h, h' reused from SimSiam's forward pass
+
+A chunk is `lax.scan` over `length` iterations under one `jax.jit`: environments, replay
+and batches are sharded over the `data` axis, parameters replicated, and the host sees
+the device only between chunks (purejaxrl / big_vision style).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from jax.sharding import Mesh
+
+from palm_jax import replay as replay_lib
+from palm_jax import sharding
+from palm_jax.agents import sac
+from palm_jax.envs.latent_env import EnvParams, EnvState, LatentEnv, random_actions
+from palm_jax.representation import pairs as pairs_lib
+from palm_jax.representation import simsiam
+from palm_jax.rewards import apt
+
+
+@struct.dataclass
+class PalmState:
+  """Everything the loop carries (the replay travels beside it, see `ReplayState`)."""
+  iteration: jax.Array       # int32 []: iterations done; env steps = iteration * N
+  key: jax.Array             # uint32 [2]: the run's root key; per-iteration keys fold in
+  env: EnvState              # [N, ...], data-sharded
+  obs: jax.Array             # uint8 [N, H, W, C]: the frames the agent acts on next
+  first: jax.Array           # bool [N]: `obs` is the first frame of its episode
+  simsiam: simsiam.SimSiamState
+  sac: sac.SACState
+  reward_rms: apt.RunningMean
+
+
+@dataclasses.dataclass(frozen=True)
+class StepConfig:
+  """Static switches and sizes of an iteration (hashable; changes mean recompilation)."""
+  num_envs: int
+  batch_size: int
+  updates_per_step: int
+  warmup_iterations: int
+  action_source: str        # "policy" | "random"
+  pairs: str                # one of pairs.PAIR_SOURCES
+  perturb_std: float
+  knn_k: int
+  knn_average: bool
+  knn_clip: float
+  knn_normalize: bool
+
+
+def state_shardings(mesh: Mesh) -> PalmState:
+  """A sharding prefix tree for `PalmState`: environments split, the rest replicated."""
+  rep, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
+  return PalmState(iteration=rep, key=rep, env=EnvState(latent=data, label=data, t=data),
+                   obs=data, first=data, simsiam=rep, sac=rep, reward_rms=rep)
+
+
+def _act(cfg: StepConfig, state: PalmState, key):
+  """Actions [N, A]: random during warm-up (or always), else the SAC policy on f(s_t)."""
+  action_dim = state.sac.action_dim
+
+  def policy(_):
+    feats = simsiam.encode(state.simsiam, state.obs, train=False)
+    return sac.act(state.sac, feats, key)
+
+  def uniform(_):
+    return random_actions(key, cfg.num_envs, action_dim)
+
+  if cfg.action_source == "random":
+    return uniform(None)
+  return jax.lax.cond(state.iteration < cfg.warmup_iterations, uniform, policy, None)
+
+
+def _update(cfg: StepConfig, env: LatentEnv, mesh: Mesh, state: PalmState, replay, key,
+            gen_vars, env_params: EnvParams, real_bank):
+  """One (sample, SimSiam, reward, SAC) update; returns (state, metrics)."""
+  k_sample, k_pairs, k_simsiam, k_sac = jax.random.split(key, 4)
+  batch = replay_lib.sample(replay, k_sample, cfg.batch_size, mesh)
+  if cfg.pairs == "temporal":
+    x1, x2 = batch.obs, batch.next_obs
+  elif cfg.pairs == "real":
+    x1, x2 = pairs_lib.real_pairs(k_pairs, real_bank, batch.label)
+  else:
+    x1, x2 = pairs_lib.generated_pairs(k_pairs, cfg.pairs, env, gen_vars, env_params,
+                                       batch.label, cfg.perturb_std)
+  ss_state, ss_metrics, (h1, h2) = simsiam.simsiam_update(state.simsiam, x1, x2, k_simsiam,
+                                                          return_features=True)
+  if cfg.pairs != "temporal":  # SimSiam saw other images: encode the transition itself
+    h1 = simsiam.encode(state.simsiam, batch.obs, train=False)
+    h2 = simsiam.encode(state.simsiam, batch.next_obs, train=False)
+  h1, h2 = jax.lax.stop_gradient(h1), jax.lax.stop_gradient(h2)
+  kw = dict(k=cfg.knn_k, average=cfg.knn_average, clip=cfg.knn_clip)
+  if cfg.knn_normalize:
+    reward, rms = apt.knn_reward_normalized(h2, h2, state.reward_rms, **kw)
+  else:
+    reward, rms = apt.knn_reward(h2, h2, **kw), state.reward_rms
+  metrics = {f"simsiam/{k}": v for k, v in ss_metrics.items()}
+  metrics.update({"reward/mean": reward.mean(), "reward/std": reward.std(),
+                  "features/norm": jnp.linalg.norm(h2, axis=-1).mean()})
+  sac_state = state.sac
+  if cfg.action_source == "policy":
+    transition = sac.Transition(obs=h1, action=batch.action, reward=reward, next_obs=h2,
+                                discount=jnp.ones_like(reward))
+    sac_state, sac_metrics = sac.update(state.sac, transition, k_sac)
+    metrics.update({f"sac/{k}": v for k, v in sac_metrics.items()})
+  return state.replace(simsiam=ss_state, sac=sac_state, reward_rms=rms), metrics
+
+
+def make_iteration(cfg: StepConfig, env: LatentEnv, mesh: Mesh):
+  """`iteration(state, replay, gen_vars, env_params, real_bank) -> (state, replay, metrics)`."""
+
+  def updates(state, replay, key, gen_vars, env_params, real_bank):
+    def one(state, u):
+      return _update(cfg, env, mesh, state, replay, jax.random.fold_in(key, u), gen_vars,
+                     env_params, real_bank)
+    state, metrics = jax.lax.scan(one, state, jnp.arange(cfg.updates_per_step))
+    return state, jax.tree.map(jnp.mean, metrics)
+
+  def iteration(state: PalmState, replay, gen_vars, env_params: EnvParams, real_bank):
+    key = jax.random.fold_in(state.key, state.iteration)
+    k_act, k_env, k_upd = jax.random.split(key, 3)
+    action = _act(cfg, state, k_act)
+    replay = replay_lib.insert(replay, state.obs, action, state.first, state.env.label)
+    obs, env_state, first = env.step(k_env, state.env, action, gen_vars, env_params)
+
+    args = (replay, k_upd, gen_vars, env_params, real_bank)
+    abstract = jax.eval_shape(lambda s: updates(s, *args)[1], state)
+    skip = lambda s: (s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), abstract))
+    do_update = state.iteration >= cfg.warmup_iterations
+    state, metrics = jax.lax.cond(do_update, lambda s: updates(s, *args), skip, state)
+    metrics["updated"] = do_update.astype(jnp.float32)
+    metrics["env/episode_ends"] = first.mean()
+    state = state.replace(iteration=state.iteration + 1, env=env_state, obs=obs, first=first)
+    return state, replay, metrics
+
+  return iteration
+
+
+def make_chunk(cfg: StepConfig, env: LatentEnv, mesh: Mesh, length: int, state_sharding: Any,
+               replay_sharding: Any):
+  """A jitted `chunk(state, replay, gen_vars, env_params, real_bank)` of `length` iterations.
+
+  Returns `(state, replay, metrics)` with metrics averaged over the iterations that ran
+  updates (`updated` is the fraction that did). `state` and `replay` are donated.
+  """
+  iteration = make_iteration(cfg, env, mesh)
+  rep = sharding.replicated(mesh)
+
+  def chunk(state, replay, gen_vars, env_params, real_bank):
+    def body(carry, _):
+      state, replay = carry
+      state, replay, metrics = iteration(state, replay, gen_vars, env_params, real_bank)
+      return (state, replay), metrics
+    (state, replay), metrics = jax.lax.scan(body, (state, replay), None, length=length)
+    weight = metrics["updated"]
+    denom = jnp.maximum(weight.sum(), 1.0)
+    out = {k: (v * weight).sum() / denom for k, v in metrics.items()
+           if k not in ("updated", "env/episode_ends")}
+    out["updated"] = weight.mean()
+    out["env/episode_ends"] = metrics["env/episode_ends"].mean()
+    return state, replay, out
+
+  return jax.jit(chunk, in_shardings=(state_sharding, replay_sharding, rep, rep, rep),
+                 out_shardings=(state_sharding, replay_sharding, rep), donate_argnums=(0, 1))
+
+
+def make_rollout(env: LatentEnv, num: int, length: int):
+  """Jitted `rollout(state, gen_vars, env_params, key) -> frames uint8 [num, length, H,W,C]`.
+
+  Fresh episodes acted by the current stochastic policy (rows = trajectories, columns =
+  time): what the agent actually sees.
+  """
+  def rollout(state: PalmState, gen_vars, env_params, key):
+    k_reset, k_steps = jax.random.split(key)
+    obs, env_state = env.reset(k_reset, gen_vars, env_params, num)
+
+    def step(carry, k):
+      obs, env_state = carry
+      k_act, k_env = jax.random.split(k)
+      feats = simsiam.encode(state.simsiam, obs, train=False)
+      action = sac.act(state.sac, feats, k_act)
+      nxt, env_state, _ = env.step(k_env, env_state, action, gen_vars, env_params)
+      return (nxt, env_state), nxt
+
+    _, frames = jax.lax.scan(step, (obs, env_state), jax.random.split(k_steps, length - 1))
+    frames = jnp.concatenate([obs[None], frames], axis=0)
+    return jnp.swapaxes(frames, 0, 1)
+
+  return jax.jit(rollout)

@@ -1,0 +1,296 @@
+"""The PALM job (`config.job = "palm"`): pretrain an encoder by playing in a generator.
+
+    python -m palm_jax.main --config=configs/cifar10.py --workdir=DIR
+
+Host loop, big_vision style: validate the config, build the generator (load, build at
+random, or train one first), initialise or resume the state, then run jitted chunks of
+`config.log.chunk_iterations` iterations (see `palm_step`), syncing with the device only
+between chunks to log, write rollout grids and checkpoint. Outputs in DIR:
+
+    metrics.jsonl, tb/        scalars per chunk (`step` = environment steps so far)
+    rollouts/*.png            rows = trajectories, columns = time
+    checkpoints/<step>/       Orbax: state, encoder, replay (optional), meta
+    eval/linear_eval.json     linear probe at the end when `config.eval.train` is set
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from palm_jax import checkpoint as ckpt_lib
+from palm_jax import images, metrics as metrics_lib, palm_step, replay as replay_lib, sharding
+from palm_jax.agents import sac
+from palm_jax.envs.latent_env import EnvParams, LatentEnv
+from palm_jax.errors import UserError, require
+from palm_jax.representation import pairs as pairs_lib
+from palm_jax.representation import simsiam
+from palm_jax.rewards import apt
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def _dtype(name: str, field: str):
+  require(name in _DTYPES, f"config.{field}={name!r} is not a dtype; use one of "
+                           f"{sorted(_DTYPES)}.")
+  return _DTYPES[name]
+
+
+def validate(config, mesh) -> None:
+  """Every config mistake a user can make, caught before anything compiles."""
+  env, agent = config.env, config.agent
+  sharding.check_divisible("env.num_envs", env.num_envs, mesh)
+  sharding.check_divisible("batch_size", config.batch_size, mesh)
+  require(0.0 <= env.alpha <= 1.0, f"config.env.alpha={env.alpha} must lie in [0, 1].")
+  require(0.0 <= env.beta <= 1.0, f"config.env.beta={env.beta} must lie in [0, 1].")
+  require(env.episode_length >= 2, f"config.env.episode_length={env.episode_length} must be "
+                                   "at least 2 (an episode needs a transition).")
+  require(agent.action_source in ("policy", "random"),
+          f"config.agent.action_source={agent.action_source!r} must be 'policy' or "
+          "'random'.")
+  require(config.simsiam.pairs in pairs_lib.PAIR_SOURCES,
+          f"config.simsiam.pairs={config.simsiam.pairs!r} must be one of "
+          f"{pairs_lib.PAIR_SOURCES}.")
+  require(config.simsiam.pairs != "real" or config.simsiam.real_data,
+          "config.simsiam.pairs='real' needs config.simsiam.real_data, a dataset spec such "
+          "as tfds:cifar10:train.")
+  require(1 <= config.reward.k <= config.batch_size,
+          f"config.reward.k={config.reward.k} must lie in [1, batch_size="
+          f"{config.batch_size}].")
+  require(config.replay.capacity >= 2 * env.num_envs,
+          f"config.replay.capacity={config.replay.capacity} must hold at least two steps of "
+          f"all environments ({2 * env.num_envs}).")
+  require(agent.warmup_env_steps >= 2 * env.num_envs,
+          f"config.agent.warmup_env_steps={agent.warmup_env_steps} must cover at least two "
+          f"steps of all environments ({2 * env.num_envs}) so the replay holds transitions.")
+  require(agent.updates_per_step >= 1,
+          f"config.agent.updates_per_step={agent.updates_per_step} must be at least 1.")
+  require(config.log.chunk_iterations >= 1,
+          f"config.log.chunk_iterations={config.log.chunk_iterations} must be at least 1.")
+  for field in ("generator_dtype", "agent.dtype", "simsiam.dtype", "replay.action_dtype"):
+    section, _, name = field.rpartition(".")
+    _dtype((config[section] if section else config)[name], field)
+
+
+def load_env_generator(config, workdir: str):
+  """The generator handle named by `config.generator` (training one first if it is "")."""
+  from palm_jax.models import stylegan2  # pylint: disable=g-import-not-at-top
+  name = config.generator
+  if name == "random":
+    require(len(config.generator_kwargs) > 0, "config.generator='random' needs "
+            "config.generator_kwargs (official Generator keywords such as z_dim, c_dim).")
+    gen = stylegan2.init_generator(jax.random.PRNGKey(config.seed + 1),
+                                   **config.generator_kwargs.to_dict())
+  elif name == "":
+    require(len(config.gan) > 0, "config.generator is empty and config.gan is empty; name "
+            "a generator (a file or nvidia:cifar10) or give a gan config to train one.")
+    from palm_jax.gan import train as gan_train  # pylint: disable=g-import-not-at-top
+    logging.info("No generator given: training one into %s first.", os.path.join(workdir,
+                                                                                  "gan"))
+    gen = stylegan2.load_generator(gan_train.train_gan(config.gan, os.path.join(workdir,
+                                                                                "gan")))
+  else:
+    gen = stylegan2.load_generator(name)
+  return gen.with_dtype(_dtype(config.generator_dtype, "generator_dtype"))
+
+
+def env_params_from(config) -> EnvParams:
+  e = config.env
+  return EnvParams(alpha=float(e.alpha), beta=float(e.beta),
+                   action_scale=float(e.action_scale),
+                   truncation_psi=float(e.truncation_psi),
+                   episode_length=int(e.episode_length))
+
+
+def _sac_config(config) -> sac.SACConfig:
+  a = config.agent
+  return sac.SACConfig(
+      actor_hidden=tuple(a.actor_hidden), critic_hidden=tuple(a.critic_hidden),
+      actor_lr=a.actor_lr, critic_lr=a.critic_lr, alpha_lr=a.alpha_lr, gamma=a.gamma,
+      tau=a.tau, init_alpha=a.init_alpha, target_entropy=a.target_entropy,
+      dtype=_dtype(a.dtype, "agent.dtype"))
+
+
+def _simsiam_config(config, total_updates: int) -> simsiam.SimSiamConfig:
+  fields = {k: v for k, v in config.simsiam.to_dict().items()
+            if k not in ("pairs", "perturb_std", "real_data")}
+  return simsiam.as_simsiam_config(dict(fields, batch_size=config.batch_size,
+                                        total_steps=max(total_updates, 1)))
+
+
+class Plan:
+  """Iteration counts derived from the config (one iteration = one step of all envs)."""
+
+  def __init__(self, config):
+    n = config.env.num_envs
+    self.chunk = int(config.log.chunk_iterations)
+    iters = math.ceil(config.total_env_steps / n)
+    self.total_iterations = math.ceil(iters / self.chunk) * self.chunk
+    self.warmup_iterations = math.ceil(config.agent.warmup_env_steps / n)
+    self.total_updates = (max(self.total_iterations - self.warmup_iterations, 0)
+                          * config.agent.updates_per_step)
+    self.env_steps_per_iteration = n
+
+
+def build(config, mesh, gen, plan: Plan):
+  """The environment, static step config, jitted init, and shardings."""
+  env = LatentEnv(gen.module, z_dim=gen.z_dim, w_dim=gen.w_dim, num_ws=gen.num_ws,
+                  num_classes=gen.c_dim, latent_space=config.env.latent_space,
+                  noise_mode=config.env.noise_mode)
+  step_cfg = palm_step.StepConfig(
+      num_envs=config.env.num_envs, batch_size=config.batch_size,
+      updates_per_step=config.agent.updates_per_step,
+      warmup_iterations=plan.warmup_iterations, action_source=config.agent.action_source,
+      pairs=config.simsiam.pairs, perturb_std=float(config.simsiam.perturb_std),
+      knn_k=config.reward.k, knn_average=config.reward.average,
+      knn_clip=float(config.reward.clip), knn_normalize=config.reward.normalize)
+  res, ch = gen.img_resolution, gen.img_channels
+  require(ch == 3, f"the generator renders {ch}-channel images; the ResNet encoder needs RGB "
+                   "(3 channels).")
+  ss_cfg = _simsiam_config(config, plan.total_updates)
+  sac_cfg = _sac_config(config)
+  slots = replay_lib.num_slots(config.replay.capacity, config.env.num_envs)
+  action_dtype = _dtype(config.replay.action_dtype, "replay.action_dtype")
+
+  def init(key, gen_vars, env_params):
+    k_env, k_ss, k_sac, k_t0 = jax.random.split(key, 4)
+    n = config.env.num_envs
+    t0 = (jax.random.randint(k_t0, (n,), 0, env_params.episode_length)
+          if config.env.stagger else jnp.zeros((n,), jnp.int32))
+    obs, env_state = env.reset(k_env, gen_vars, env_params, n, t0=t0)
+    ss_state = simsiam.init_simsiam(k_ss, ss_cfg, (res, res, 3),
+                                    total_steps=ss_cfg.total_steps)
+    sac_state = sac.init(k_sac, ss_cfg.feature_dim, env.action_dim, sac_cfg)
+    state = palm_step.PalmState(
+        iteration=jnp.zeros((), jnp.int32), key=key, env=env_state, obs=obs,
+        first=t0 == 0, simsiam=ss_state, sac=sac_state, reward_rms=apt.init_running_mean())
+    replay = replay_lib.init_replay(slots, n, (res, res, 3), env.action_dim, action_dtype)
+    return state, replay
+
+  shardings = (palm_step.state_shardings(mesh), replay_lib.replay_shardings(mesh))
+  rep = sharding.replicated(mesh)
+  init_fn = jax.jit(init, in_shardings=(rep, rep, rep), out_shardings=shardings)
+  return env, step_cfg, init_fn, shardings, ss_cfg
+
+
+def _real_bank(config, num_classes: int, mesh):
+  """Real same-class images on the device (pairs="real"), or a 1-image placeholder."""
+  if config.simsiam.pairs != "real":
+    bank = pairs_lib.RealBank(images=np.zeros((1, 1, 1, 3), np.uint8),
+                              start=np.zeros((1,), np.int32), count=np.ones((1,), np.int32))
+  else:
+    from palm_jax.data import load_dataset  # pylint: disable=g-import-not-at-top
+    ds = load_dataset(config.simsiam.real_data)
+    bank = pairs_lib.make_real_bank(ds.images, ds.labels, max(num_classes, 1))
+  return sharding.host_to_global(bank, mesh, sharded=False)
+
+
+def _encoder_meta(ss_cfg) -> dict:
+  return {"stage_sizes": list(ss_cfg.stage_sizes), "width": ss_cfg.width,
+          "zero_init_residual": ss_cfg.zero_init_residual}
+
+
+def _save(ckpt, env_steps, state, replay, config, ss_cfg, save_replay: bool) -> None:
+  meta = {"job": "palm", "config": config.to_dict(), "env_steps": int(env_steps),
+          "iteration": int(env_steps // config.env.num_envs),
+          "encoder": _encoder_meta(ss_cfg)}
+  ckpt.save(env_steps, state=state, meta=meta, encoder=simsiam.encoder_variables(state.simsiam),
+            replay=replay if save_replay else None)
+
+
+def _check_finite(host_metrics: dict, env_steps: int, ckpt) -> None:
+  bad = sorted(k for k, v in host_metrics.items() if not np.isfinite(v))
+  if bad:
+    last = ckpt.latest_step()
+    kept = f"the last good checkpoint (step {last}) is kept" if last is not None else \
+        "no checkpoint had been written yet"
+    raise UserError(f"training diverged at env step {env_steps:,}: {', '.join(bad)} became "
+                    f"NaN/inf; {kept} in {ckpt.directory}; lower the learning rates or check "
+                    "the generator weights.")
+
+
+def train(config, workdir: str) -> dict:
+  """Runs (or resumes) a PALM pretraining run in `workdir`; returns the last metrics."""
+  mesh = sharding.make_mesh()
+  validate(config, mesh)
+  plan = Plan(config)
+  gen = load_env_generator(config, workdir)
+  env, step_cfg, init_fn, shardings, ss_cfg = build(config, mesh, gen, plan)
+  gen_vars = sharding.host_to_global(gen.variables, mesh, sharded=False)
+  env_params = env_params_from(config)
+  real_bank = _real_bank(config, gen.c_dim, mesh)
+
+  logging.info("Initialising %d environments on %d devices (%d iterations of %d env steps)",
+               config.env.num_envs, mesh.size, plan.total_iterations,
+               plan.env_steps_per_iteration)
+  state, replay = init_fn(jax.random.PRNGKey(config.seed), gen_vars, env_params)
+  ckpt = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(workdir),
+                               max_to_keep=config.checkpoint.keep)
+  save_replay = bool(config.checkpoint.save_replay)
+  restored = ckpt.restore(state, replay_template=replay if save_replay else None)
+  if restored is not None:
+    env_steps, state, restored_replay, _ = restored
+    replay = restored_replay if restored_replay is not None else replay
+    logging.info("Resumed from the checkpoint at env step %s.", f"{env_steps:,}")
+  iteration = int(jax.device_get(state.iteration))
+  env_steps = iteration * plan.env_steps_per_iteration
+
+  writer = metrics_lib.MetricWriter(workdir)
+  writer.truncate_after(env_steps)
+  total_steps = plan.total_iterations * plan.env_steps_per_iteration
+  progress = metrics_lib.Progress(total_steps, start=env_steps, unit="env steps")
+  chunk_fn = palm_step.make_chunk(step_cfg, env, mesh, plan.chunk, *shardings)
+  rollout_fn = palm_step.make_rollout(env, config.log.rollout_rows,
+                                      config.env.episode_length)
+  host_metrics: dict = {}
+  chunks_done = iteration // plan.chunk
+  while iteration < plan.total_iterations:
+    start = time.time()
+    state, replay, chunk_metrics = chunk_fn(state, replay, gen_vars, env_params, real_bank)
+    iteration += plan.chunk
+    chunks_done += 1
+    env_steps = iteration * plan.env_steps_per_iteration
+    host_metrics = {k: float(v) for k, v in jax.device_get(chunk_metrics).items()}
+    _check_finite(host_metrics, env_steps, ckpt)
+    rate = progress.update(env_steps)["rate"]
+    host_metrics["perf/env_steps_per_s"] = rate
+    host_metrics["perf/chunk_seconds"] = time.time() - start
+    writer.write_scalars(env_steps, host_metrics)
+    last = iteration >= plan.total_iterations
+    if config.log.rollout_every_chunks and (chunks_done % config.log.rollout_every_chunks == 0
+                                            or last):
+      _write_rollouts(workdir, writer, rollout_fn, state, gen_vars, env_params, env_steps)
+    if chunks_done % config.checkpoint.every_chunks == 0 or last:
+      _save(ckpt, env_steps, state, replay, config, ss_cfg, save_replay)
+  ckpt.close()
+  writer.flush()
+  if config.eval.get("train"):
+    host_metrics.update(_final_linear_eval(config, workdir, state, ss_cfg, env_steps))
+  writer.close()
+  return host_metrics
+
+
+def _write_rollouts(workdir, writer, rollout_fn, state, gen_vars, env_params, env_steps):
+  key = jax.random.fold_in(jax.random.PRNGKey(12345), env_steps)
+  frames = sharding.to_host(rollout_fn(state, gen_vars, env_params, key))
+  grid = images.make_grid(frames)
+  if jax.process_index() == 0:
+    images.save_png(os.path.join(workdir, "rollouts", f"rollout_{env_steps:012d}.png"), grid)
+  writer.write_image(env_steps, "rollouts", grid)
+
+
+def _final_linear_eval(config, workdir, state, ss_cfg, env_steps) -> dict:
+  from palm_jax.evaluation import linear_eval  # pylint: disable=g-import-not-at-top
+  result = linear_eval.evaluate_trained_encoder(
+      simsiam.encoder_variables(state.simsiam), _encoder_meta(ss_cfg), config.eval,
+      workdir=workdir, step=env_steps)
+  return {f"eval/{k}": v for k, v in result.items() if isinstance(v, (int, float))}
+
+
+def run(config, workdir: str) -> None:
+  train(config, workdir)
