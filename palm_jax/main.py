@@ -53,6 +53,13 @@ def _initialize_distributed() -> None:
   jax.distributed.initialize(**kwargs)
 
 
+class _QuietLibraries:
+  """Drops INFO lines that Orbax/TensorStore log on every save (warnings still pass)."""
+
+  def filter(self, record) -> bool:
+    return record.levelno >= 30 or "/orbax/" not in record.pathname  # 30: WARNING
+
+
 def run_job(config, workdir: str) -> None:
   """Dispatches `config.job` to its module's `run(config, workdir)`."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -82,13 +89,13 @@ def main(argv) -> None:
     if _DISTRIBUTED.value:
       _initialize_distributed()
     import jax  # pylint: disable=g-import-not-at-top
+    logging.get_absl_logger().addFilter(_QuietLibraries())
     if jax.process_index() != 0:
       logging.set_verbosity(logging.WARNING)
     run_job(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-
 
 
 
