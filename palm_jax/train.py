@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -123,6 +124,11 @@ def _simsiam_config(config, total_updates: int) -> simsiam.SimSiamConfig:
                                         total_steps=max(total_updates, 1)))
 
 
+class TrainResult(NamedTuple):
+  state: Any       # the final `PalmState` (on the mesh)
+  metrics: dict    # the last chunk's host metrics (+ `eval/*` when the probe ran)
+
+
 class Plan:
   """Iteration counts derived from the config (one iteration = one step of all envs)."""
 
@@ -214,8 +220,8 @@ def _check_finite(host_metrics: dict, env_steps: int, ckpt) -> None:
                     "the generator weights.")
 
 
-def train(config, workdir: str) -> dict:
-  """Runs (or resumes) a PALM pretraining run in `workdir`; returns the last metrics."""
+def train(config, workdir: str) -> TrainResult:
+  """Runs (or resumes) a PALM pretraining run in `workdir`."""
   mesh = sharding.make_mesh()
   validate(config, mesh)
   plan = Plan(config)
@@ -228,7 +234,8 @@ def train(config, workdir: str) -> dict:
   logging.info("Initialising %d environments on %d devices (%d iterations of %d env steps)",
                config.env.num_envs, mesh.size, plan.total_iterations,
                plan.env_steps_per_iteration)
-  state, replay = init_fn(jax.random.PRNGKey(config.seed), gen_vars, env_params)
+  root_key = np.asarray(jax.random.PRNGKey(config.seed))  # host value: same on every process
+  state, replay = init_fn(root_key, gen_vars, env_params)
   ckpt = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(workdir),
                                max_to_keep=config.checkpoint.keep)
   save_replay = bool(config.checkpoint.save_replay)
@@ -237,7 +244,7 @@ def train(config, workdir: str) -> dict:
     env_steps, state, restored_replay, _ = restored
     replay = restored_replay if restored_replay is not None else replay
     logging.info("Resumed from the checkpoint at env step %s.", f"{env_steps:,}")
-  iteration = int(jax.device_get(state.iteration))
+  iteration = int(sharding.to_host(state.iteration))
   env_steps = iteration * plan.env_steps_per_iteration
 
   writer = metrics_lib.MetricWriter(workdir)
@@ -255,7 +262,7 @@ def train(config, workdir: str) -> dict:
     iteration += plan.chunk
     chunks_done += 1
     env_steps = iteration * plan.env_steps_per_iteration
-    host_metrics = {k: float(v) for k, v in jax.device_get(chunk_metrics).items()}
+    host_metrics = {k: float(v) for k, v in sharding.to_host(chunk_metrics).items()}
     _check_finite(host_metrics, env_steps, ckpt)
     rate = progress.update(env_steps)["rate"]
     host_metrics["perf/env_steps_per_s"] = rate
@@ -272,7 +279,7 @@ def train(config, workdir: str) -> dict:
   if config.eval.get("train"):
     host_metrics.update(_final_linear_eval(config, workdir, state, ss_cfg, env_steps))
   writer.close()
-  return host_metrics
+  return TrainResult(state=state, metrics=host_metrics)
 
 
 def _write_rollouts(workdir, writer, rollout_fn, state, gen_vars, env_params, env_steps):

@@ -40,7 +40,7 @@ def _final_encoder(workdir):
 @pytest.mark.slow
 def test_interrupted_run_resumes_to_identical_result(tmp_path, monkeypatch):
   config = _config()
-  full = train.train(config, str(tmp_path / "full"))
+  full = train.train(config, str(tmp_path / "full")).metrics
   assert full["updated"] == 1.0 and np.isfinite(full["simsiam/loss"])
 
   # Crash right after the checkpoint of the second chunk was written.
