@@ -42,6 +42,9 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "host:port of process 0 (multi-host, not TPU/SLURM).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_LOCAL_DEVICES = flags.DEFINE_list(
+    "local_device_ids", None, "Devices this process drives (e.g. 0,1,2,3,4,5,6,7 for one "
+    "process per node on SLURM, where JAX otherwise gives each process one GPU).")
 
 
 def _initialize_distributed() -> None:
@@ -50,6 +53,8 @@ def _initialize_distributed() -> None:
   if _COORDINATOR.value:
     kwargs = dict(coordinator_address=_COORDINATOR.value,
                   num_processes=_NUM_PROCESSES.value, process_id=_PROCESS_ID.value)
+  if _LOCAL_DEVICES.value:
+    kwargs["local_device_ids"] = [int(i) for i in _LOCAL_DEVICES.value]
   jax.distributed.initialize(**kwargs)
 
 
