@@ -1,0 +1,293 @@
+r"""The `gan` job: train a StyleGAN2-ADA generator on a dataset, resumably.
+
+    python -m palm_jax.main --config=configs/gan_cifar10.py --workdir=DIR
+
+Writes into DIR: `checkpoints/` (Orbax; a rerun resumes), `metrics.jsonl` + `tb/` (losses,
+scores, augmentation p, kimg, s/kimg, kimg/s, optional FID/KID), `samples/reals.png` and
+`samples/fakes<kimg>.png` (rows = classes, G_ema with constant noise), and `generator.npz`
+(G_ema in the `load_generator` format, rewritten at every checkpoint and at the end) that a
+PALM config takes as `--config.generator=DIR/generator.npz`.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from palm_jax import sharding
+from palm_jax.checkpoint import Checkpointer, checkpoint_dir
+from palm_jax.errors import require
+from palm_jax.gan import augment as aug
+from palm_jax.gan import steps
+from palm_jax.images import make_grid, save_png
+from palm_jax.metrics import MetricWriter, Progress
+from palm_jax.models.discriminator import Discriminator
+from palm_jax.models.stylegan2 import Generator, GeneratorHandle, init_generator
+from palm_jax.models.stylegan2_weights import save_generator_npz
+
+GENERATOR_FILE = "generator.npz"
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def synthetic_dataset(num: int, resolution: int, num_classes: int, seed: int = 0):
+  """A toy labelled set for runs without data: class k is a soft disc of hue k/num_classes
+  at a random position on a dark background. Returns (uint8 [N, R, R, 3], int64 [N])."""
+  rng = np.random.default_rng(seed)
+  labels = rng.integers(0, num_classes, num)
+  yy, xx = np.mgrid[:resolution, :resolution] / (resolution - 1)
+  centre = rng.uniform(0.3, 0.7, (num, 2, 1, 1))
+  radius = rng.uniform(0.15, 0.3, (num, 1, 1))
+  dist = np.hypot(yy - centre[:, 0], xx - centre[:, 1])
+  mask = np.clip((radius - dist) * resolution / 2 + 0.5, 0, 1)      # ~2-pixel soft edge
+  hue = labels / max(num_classes, 1) * 2 * np.pi
+  colour = 0.5 + 0.5 * np.stack([np.cos(hue), np.cos(hue - 2.1), np.cos(hue + 2.1)], -1)
+  images = mask[..., None] * colour[:, None, None, :] * 255
+  return images.astype(np.uint8), labels.astype(np.int64)
+
+
+def load_training_data(config) -> tuple[np.ndarray, np.ndarray | None, int]:
+  """`config.data` -> (images uint8 [N, R, R, 3], labels int64 [N] | None, c_dim)."""
+  spec, res = config.data, config.resolution
+  if spec.startswith("synthetic:"):
+    count = spec.split(":", 1)[1]
+    require(count.isdigit() and int(count) > 0, f"config.data={spec!r} must be "
+            "'synthetic:<number of images>', e.g. 'synthetic:512'.")
+    images, labels = synthetic_dataset(int(count), res, config.num_classes or 10, config.seed)
+    num_classes = config.num_classes or 10
+  else:
+    from palm_jax.data import load_dataset  # pylint: disable=g-import-not-at-top
+    ds = load_dataset(spec, image_size=res, limit=config.data_limit or None)
+    images, labels = ds.images, ds.labels
+    num_classes = config.num_classes or ds.num_classes or 0
+  if not config.cond:
+    return images, None, 0
+  require(labels is not None, f"config.cond=True but {spec!r} has no labels; use a "
+          "labelled dataset or set --config.cond=False.")
+  require(int(labels.max()) < num_classes, f"{spec!r} has label {int(labels.max())} but "
+          f"config.num_classes={num_classes}; raise config.num_classes.")
+  return images, labels, num_classes
+
+
+def validate(config, mesh) -> None:
+  """User mistakes, checked before anything compiles."""
+  b = config.batch_size
+  require(b > 0, f"config.batch_size={b} must be positive.")
+  sharding.check_divisible("batch_size", b, mesh)
+  g = config.mbstd_group
+  require(g > 0 and b % g == 0, f"config.mbstd_group={g} must divide config.batch_size={b}; "
+          f"use a divisor such as {math.gcd(b, 32)}.")
+  require(config.aug in ("ada", "fixed", "noaug"), f"config.aug={config.aug!r} is not "
+          "supported; use 'ada', 'fixed' or 'noaug'.")
+  if config.aug != "noaug":
+    aug.spec_from_name(config.augpipe)
+  require(config.dtype in _DTYPES, f"config.dtype={config.dtype!r} is not supported; use "
+          f"one of {sorted(_DTYPES)}.")
+  require(config.total_kimg > 0, f"config.total_kimg={config.total_kimg} must be positive.")
+  r = config.resolution
+  require(r >= 8 and r & (r - 1) == 0, f"config.resolution={r} must be a power of two >= 8 "
+          "(e.g. 32).")
+
+
+def _kimg_steps(kimg: float, batch: int) -> int:
+  return max(1, int(round(kimg * 1000 / batch)))
+
+
+def build(config, mesh, c_dim: int, key: jax.Array):
+  """(step config, generator module, initial state) from the config."""
+  dtype = _DTYPES[config.dtype]
+  kg, kd = jax.random.split(key)
+  g_kwargs = dict(
+      z_dim=config.z_dim, c_dim=c_dim, w_dim=config.w_dim, img_resolution=config.resolution,
+      img_channels=3, mapping_kwargs=dict(num_layers=config.map_layers),
+      synthesis_kwargs=dict(channel_base=config.channel_base, channel_max=config.channel_max,
+                            num_fp16_res=config.num_fp16_res, conv_clamp=config.conv_clamp))
+  handle = init_generator(kg, dtype=dtype, **g_kwargs)
+  D = Discriminator(
+      c_dim=c_dim, img_resolution=config.resolution, architecture=config.d_architecture,
+      channel_base=config.channel_base, channel_max=config.channel_max,
+      num_fp16_res=config.num_fp16_res, conv_clamp=config.conv_clamp,
+      mbstd_group_size=config.mbstd_group, mbstd_num_channels=config.mbstd_channels,
+      mapping_layers=config.d_map_layers, dtype=dtype)
+  img = jnp.zeros((config.batch_size, config.resolution, config.resolution, 3))
+  d_params = jax.jit(D.init)(kd, img, jnp.zeros((config.batch_size, c_dim)))["params"]
+  augment = None if config.aug == "noaug" else aug.spec_from_name(config.augpipe)
+  cfg = steps.StepConfig(
+      generator=handle.module, discriminator=D, batch_size=config.batch_size, lr=config.lr,
+      beta2=config.beta2, g_reg_interval=config.g_reg_interval,
+      d_reg_interval=config.d_reg_interval, r1_gamma=config.r1_gamma,
+      pl_weight=config.pl_weight, style_mixing=config.style_mixing,
+      ema_kimg=config.ema_kimg, ema_rampup=config.ema_rampup or None, augment=augment,
+      ada_target=config.ada_target if config.aug == "ada" else None,
+      ada_interval=config.ada_interval, ada_kimg=config.ada_kimg, mirror=config.mirror,
+      mesh=mesh)
+  state = steps.init_state(cfg, handle.variables, d_params, augment_p=config.augment_p)
+  return cfg, handle.module, jax.device_put(state, sharding.replicated(mesh))
+
+
+@functools.lru_cache(maxsize=None)
+def _sampler(module: Generator):
+  return jax.jit(lambda params, buffers, z, c: module.apply(
+      {"params": params, "buffers": buffers}, z, c, noise_mode="const"))
+
+
+def sample_grid(module: Generator, state: steps.GanState, z: np.ndarray, rows: int,
+                cols: int) -> np.ndarray:
+  """G_ema images [rows, cols, H, W, C] uint8-ready floats; row r shows class r."""
+  c_dim = module.config.c_dim
+  labels = np.repeat(np.arange(rows), cols)
+  c = (np.eye(c_dim, dtype=np.float32)[labels] if c_dim
+       else np.zeros((rows * cols, 0), np.float32))
+  img = _sampler(module)(state.g_ema_params, state.g_buffers, z, c)
+  img = np.asarray(sharding.to_host(img), np.float32)
+  return img.reshape((rows, cols) + img.shape[1:])
+
+
+def export_generator(path: str, module: Generator, state: steps.GanState) -> str:
+  """Writes G_ema (+ buffers) in the `load_generator` .npz format (process 0 only)."""
+  if jax.process_index() == 0:
+    variables = sharding.to_host({"params": state.g_ema_params, "buffers": state.g_buffers})
+    save_generator_npz(path, GeneratorHandle(module.clone(dtype=jnp.float32), variables))
+  return path
+
+
+def _fid_metric(config, images):
+  if not config.fid.inception:
+    return None
+  from palm_jax.gan.metrics_fid import FidKid  # pylint: disable=g-import-not-at-top
+  n = min(len(images), config.fid.num_real)
+  return FidKid(config.fid.inception, images[:n], batch_size=config.fid.batch_size)
+
+
+def _finished(workdir: str, out_path: str, total_steps: int) -> bool:
+  """True when `workdir` holds an export and a checkpoint at or past `total_steps`."""
+  directory = checkpoint_dir(workdir)
+  if not (os.path.exists(out_path) and os.path.isdir(directory)):
+    return False
+  latest = Checkpointer(directory, read_only=True).latest_step()
+  return latest is not None and latest >= total_steps
+
+
+def train_gan(config, workdir: str) -> str:
+  """Trains (or resumes) the GAN of `config` in `workdir`; returns the exported G_ema path."""
+  mesh = sharding.make_mesh(config.get("num_devices") or None)
+  validate(config, mesh)
+  batch = config.batch_size
+  total_steps = _kimg_steps(config.total_kimg, batch)
+  out_path = os.path.join(workdir, GENERATOR_FILE)
+  if _finished(workdir, out_path, total_steps):
+    logging.info("gan: %s is already trained to %d steps; nothing to do", workdir, total_steps)
+    return out_path
+  images, labels, c_dim = load_training_data(config)
+  logging.info("gan: %d training images %s, c_dim=%d, %d devices", len(images),
+               images.shape[1:], c_dim, mesh.size)
+  key = jax.random.key(config.seed)
+  k_init, k_train = jax.random.split(key)
+  cfg, module, state = build(config, mesh, c_dim, k_init)
+  every = {name: _kimg_steps(config[f"{name}_every_kimg"], batch)
+           for name in ("log", "sample", "checkpoint")}
+  every["fid"] = _kimg_steps(config.fid.every_kimg, batch)
+
+  ckpt = Checkpointer(checkpoint_dir(workdir), max_to_keep=config.keep_checkpoints)
+  writer = MetricWriter(workdir)
+  restored = ckpt.restore(state)
+  step = 0
+  if restored is not None:
+    step, state, _, _ = restored
+    logging.info("gan: resumed from step %d (%.1f kimg)", step, step * batch / 1000)
+    writer.truncate_after(step)
+
+  put = lambda x: sharding.host_to_global(x, mesh, sharded=False)  # noqa: E731
+  d_images = put(images)
+  d_labels = put(np.zeros(len(images), np.int32) if labels is None
+                 else labels.astype(np.int32))
+  # Conditional: one row per class; unconditional: a square grid.
+  rows = min(c_dim if c_dim else config.sample_cols, config.sample_max_rows)
+  cols = config.sample_cols
+  grid_z = np.random.default_rng(config.seed).standard_normal(
+      (rows * cols, config.z_dim)).astype(np.float32)
+  grid_z = put(grid_z)
+  if jax.process_index() == 0 and step == 0:
+    idx = [np.flatnonzero(labels == r) if labels is not None
+           else np.arange(r * cols, (r + 1) * cols) % len(images) for r in range(rows)]
+    reals = np.stack([images[i[np.arange(cols) % len(i)]] if len(i)
+                      else np.zeros((cols,) + images.shape[1:], np.uint8) for i in idx])
+    save_png(os.path.join(workdir, "samples", "reals.png"), make_grid(reals))
+  fid = _fid_metric(config, images)
+
+  def save(step: int) -> None:
+    ckpt.save(step, state=state, meta={"job": "gan", "kimg": step * batch / 1000,
+                                       "generator_kwargs": module.config.to_kwargs()})
+    export_generator(out_path, module, state)
+
+  def write_samples(step: int) -> None:
+    grid = make_grid(sample_grid(module, state, grid_z, rows, cols))
+    kimg = step * batch // 1000
+    if jax.process_index() == 0:
+      save_png(os.path.join(workdir, "samples", f"fakes{kimg:06d}.png"), grid)
+    writer.write_image(step, "samples", grid)
+
+  if step == 0:
+    write_samples(0)
+  progress = Progress(total_steps * batch, start=step * batch, unit="img")
+  stats = jax.device_put(steps.empty_stats(), sharding.replicated(mesh))
+  t_last, step_last = time.time(), step
+  train_step = steps.compiled_step(cfg)
+  while step < total_steps:
+    state, stats = train_step(state, stats, d_images, d_labels, k_train)
+    step += 1
+    done = step == total_steps
+    if step % every["log"] == 0 or done:
+      host = sharding.to_host({"stats": stats, "p": state.ada_p,
+                               "skipped": (steps.nonfinite_count(state.g_opt),
+                                           steps.nonfinite_count(state.d_opt)),
+                               "streak": (state.g_opt.notfinite_count,
+                                          state.d_opt.notfinite_count)})
+      now = time.time()
+      sec_per_kimg = (now - t_last) / max((step - step_last) * batch / 1000, 1e-9)
+      t_last, step_last = now, step
+      row = {k: s / n for k, (s, n) in host["stats"].items() if n > 0}
+      row.update(kimg=step * batch / 1000, augment_p=host["p"],
+                 sec_per_kimg=sec_per_kimg, kimg_per_sec=1.0 / sec_per_kimg,
+                 skipped_g=host["skipped"][0], skipped_d=host["skipped"][1])
+      writer.write_scalars(step, row)
+      progress.update(step * batch)
+      stats = jax.device_put(steps.empty_stats(), sharding.replicated(mesh))
+      if max(host["streak"]) >= config.nan_patience:
+        ckpt.close()
+        raise FloatingPointError(
+            f"the last {int(max(host['streak']))} optimiser steps had NaN/Inf gradients "
+            f"(step {step}); lower config.lr or raise config.r1_gamma, and rerun to resume "
+            "from the last good checkpoint.")
+    if step % every["sample"] == 0 or done:
+      write_samples(step)
+    if fid is not None and (step % every["fid"] == 0 or done):
+      n = config.fid.num_gen
+      z = np.random.default_rng(config.seed + 1).standard_normal((n, config.z_dim))
+      lab = np.random.default_rng(config.seed + 2).integers(0, max(c_dim, 1), n)
+
+      def sample(start, count, z=z, lab=lab):
+        c = (np.eye(c_dim, dtype=np.float32)[lab[start:start + count]] if c_dim
+             else np.zeros((count, 0), np.float32))
+        img = _sampler(module)(state.g_ema_params, state.g_buffers,
+                               z[start:start + count].astype(np.float32), c)
+        return np.asarray(jnp.clip(img * 127.5 + 128, 0, 255).astype(jnp.uint8))
+      writer.write_scalars(step, fid(sample, n))
+    if step % every["checkpoint"] == 0 or done:
+      save(step)
+  if restored is not None and restored[0] >= total_steps:
+    export_generator(out_path, module, state)   # finished earlier, export missing: rewrite
+  ckpt.close()
+  writer.close()
+  logging.info("gan: done at %.1f kimg; generator at %s", step * batch / 1000, out_path)
+  return out_path
+
+
+def run(config, workdir: str) -> None:
+  """Job entry point (`config.job = "gan"`)."""
+  train_gan(config, workdir)
