@@ -1,0 +1,61 @@
+r"""Linear probe of a PALM run's encoder (paper Figure 3): top-1 on frozen features.
+
+    python -m palm_jax.main --config=configs/linear_eval.py --workdir=RUN_DIR \
+        --config.data.train=npz:../shared/data/cifar_subset/cifar10_train_partial.npz \
+        --config.data.test=npz:../shared/data/cifar_subset/cifar10_test_partial.npz
+
+Defaults are the paper's CIFAR-10 splits through TFDS (prepared once; see
+palm_jax/data/tfds_source.py). CIFAR-100: `--config.data.train=tfds:cifar100:train
+--config.data.test=tfds:cifar100:test`. The random-encoder floor of the same numbers:
+add `--config.encoder_init=random` (also used automatically when RUN_DIR has no
+checkpoint; the result says so). `--config=configs/linear_eval.py:smoke` is a seconds-long
+variant on the shared CIFAR subsets with a tiny encoder. Writes RUN_DIR/eval/linear_eval.json.
+"""
+import ml_collections
+
+SHARED = "../shared/data/cifar_subset"
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """`arg`: None for the defaults, "smoke" for a tiny run on the shared CIFAR subsets."""
+  config = ml_collections.ConfigDict()
+  config.job = "linear_eval"  # which job palm_jax.main runs
+  config.seed = 0             # random-encoder init, held-out split, interp pairs
+
+  config.data = ml_collections.ConfigDict()
+  config.data.train = "tfds:cifar10:train"  # probe training split (spec; palm_jax/data)
+  config.data.test = "tfds:cifar10:test"    # split the top-1 is reported on
+  config.data.image_size = 32   # images are centre-cropped and resized to this side
+  config.data.limit = 0         # > 0: keep only the first `limit` images of each split
+  config.data.tfds_data_dir = ""  # TFDS data_dir ("" = $TFDS_DATA_DIR or ~/tensorflow_datasets)
+  config.data.download = True   # let TFDS prepare missing data (needs tensorflow + internet)
+
+  config.step = -1                  # checkpoint step to evaluate (-1 = the latest)
+  config.encoder_init = "checkpoint"  # "checkpoint" (random if RUN_DIR has none) | "random"
+  # ResNet keyword arguments used when the encoder is randomly initialised (a checkpoint
+  # carries its own): CIFAR ResNet-18.
+  config.encoder = ml_collections.ConfigDict()
+  config.encoder.stage_sizes = (2, 2, 2, 2)  # BasicBlocks per stage
+  config.encoder.width = 64                  # stem/first-stage channels (features = 8·width)
+  config.dtype = "float32"  # encoder compute dtype for features ("bfloat16" on GPU/TPU)
+  config.batch_size = 512   # images per feature batch; a multiple of the device count
+
+  config.probe = ml_collections.ConfigDict()
+  # L2 weight decays λ tried (loss = mean CE + λ/2 ‖W‖² on standardised features).
+  config.probe.weight_decays = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+  config.probe.holdout_fraction = 0.1  # share of the training split that chooses λ
+  config.probe.max_iter = 1000         # L-BFGS iterations at most (per λ)
+  config.probe.tol = 1e-5              # stop when the gradient norm falls below this
+
+  if arg == "smoke":
+    config.data.train = f"npz:{SHARED}/cifar10_train_partial.npz"
+    config.data.test = f"npz:{SHARED}/cifar10_test_partial.npz"
+    config.data.limit = 512
+    config.encoder.stage_sizes = (1, 1)
+    config.encoder.width = 8
+    config.batch_size = 128
+    config.probe.max_iter = 100
+  elif arg:
+    raise ValueError(f"unknown config argument {arg!r}; use configs/linear_eval.py or "
+                     "configs/linear_eval.py:smoke.")
+  return config

@@ -1,0 +1,173 @@
+"""`config.job = "linear_eval"`: linear-probe top-1 of a run's frozen encoder.
+
+    python -m palm_jax.main --config=configs/linear_eval.py --workdir=RUN_DIR \
+        --config.data.train=npz:../shared/data/cifar_subset/cifar10_train_partial.npz \
+        --config.data.test=npz:../shared/data/cifar_subset/cifar10_test_partial.npz
+
+Restores only the encoder of RUN_DIR (latest checkpoint, or `config.step`), or initialises
+one randomly when RUN_DIR has none or `config.encoder_init="random"` (the floor every
+number is compared with; the result says which). Features of the train and test splits
+(eval mode, no augmentation) feed `linear_probe.fit_linear_probe`; the result goes to
+`RUN_DIR/eval/linear_eval.json` and to TensorBoard / `metrics.jsonl` under `RUN_DIR/eval/`.
+
+The PALM loop calls the same code at the end of training:
+
+    from palm_jax.evaluation import features, linear_eval
+    encoder = features.from_variables(encoder_variables, encoder_kwargs, step=step)
+    result = linear_eval.evaluate_linear(encoder, config.eval.train, config.eval.test)
+    linear_eval.write_result(workdir, result)
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Mapping
+
+import jax
+import numpy as np
+from absl import logging
+from jax.sharding import Mesh
+
+from palm_jax import sharding
+from palm_jax.data import Dataset, load_dataset
+from palm_jax.errors import require
+from palm_jax.evaluation import features as features_lib
+from palm_jax.evaluation import linear_probe
+from palm_jax.metrics import MetricWriter
+
+RESULT_FILE = "linear_eval.json"
+
+
+def load_split(spec: str | Dataset, data: Mapping[str, Any] | None = None, *, seed: int = 0,
+               field: str = "data") -> Dataset:
+  """A `Dataset` from a spec (with `config.data`'s options) or as given."""
+  if isinstance(spec, Dataset):
+    return spec
+  data = dict(data or {})
+  require(isinstance(spec, str) and bool(spec.strip()),
+          f"config.{field} is empty; set it to a dataset spec such as tfds:cifar10:test or "
+          "npz:/path/file.npz.")
+  return load_dataset(spec.strip(), image_size=int(data.get("image_size", 32)) or None,
+                      limit=int(data.get("limit", 0)) or None, seed=seed,
+                      data_dir=data.get("tfds_data_dir") or None,
+                      download=bool(data.get("download", True)))
+
+
+def encoder_from_config(config, workdir: str) -> features_lib.Encoder:
+  """The job's encoder: `config.encoder_init`, `config.step` (-1 = latest), `config.encoder`."""
+  step = int(config.get("step", -1))
+  return features_lib.load_encoder(
+      workdir, step=None if step < 0 else step, init=config.get("encoder_init", "checkpoint"),
+      kwargs=dict(config.get("encoder", {}) or {}), seed=int(config.get("seed", 0)),
+      image_size=int(config.data.get("image_size", 32) or 32),
+      dtype=config.get("dtype", "float32"))
+
+
+def probe_settings(probe: Mapping[str, Any] | None) -> dict:
+  """`config.probe` → keyword arguments of `fit_linear_probe`."""
+  probe = dict(probe or {})
+  return {"weight_decays": tuple(probe.get("weight_decays",
+                                           linear_probe.DEFAULT_WEIGHT_DECAYS)),
+          "holdout_fraction": float(probe.get("holdout_fraction", 0.1)),
+          "max_iter": int(probe.get("max_iter", 1000)), "tol": float(probe.get("tol", 1e-5))}
+
+
+def check_labelled(ds: Dataset, role: str) -> None:
+  require(ds.labels is not None,
+          f"the {role} set {ds.spec!r} has no labels; the linear probe needs a labelled "
+          "split (an npz with 'labels', a folder with class sub-folders, or a tfds split).")
+
+
+def evaluate_linear(encoder: features_lib.Encoder, train: str | Dataset, test: str | Dataset,
+                    *, batch_size: int = 512, probe: Mapping[str, Any] | None = None,
+                    data: Mapping[str, Any] | None = None, seed: int = 0,
+                    mesh: Mesh | None = None) -> dict:
+  """Linear-probe top-1 of `encoder` trained on `train`, tested on `test`.
+
+  Args:
+    encoder: `features.load_encoder(...)`, `features.from_variables(...)` or
+      `features.random_encoder(...)`.
+    train, test: dataset specs (or loaded `Dataset`s), labelled.
+    batch_size: images per feature-extraction batch (a multiple of the device count).
+    probe: `config.probe` settings (weight_decays, holdout_fraction, max_iter, tol).
+    data: `config.data` loading options (image_size, limit, tfds_data_dir, download).
+  Returns:
+    A JSON-ready dict: dataset, step, encoder_init, test_top1, train_top1, num_train,
+    num_test, num_classes, weight_decay (chosen), the grid with held-out top-1, timings.
+  """
+  mesh = mesh or sharding.make_mesh()
+  train_ds = load_split(train, data, seed=seed, field="data.train")
+  test_ds = load_split(test, data, seed=seed, field="data.test")
+  check_labelled(train_ds, "training")
+  check_labelled(test_ds, "test")
+  num_classes = max(train_ds.num_classes or 0, test_ds.num_classes or 0,
+                    int(train_ds.labels.max()) + 1, int(test_ds.labels.max()) + 1)
+  t0 = time.time()
+  extractor = features_lib.FeatureExtractor(encoder, batch_size=batch_size, mesh=mesh)
+  train_x, test_x = extractor(train_ds.images), extractor(test_ds.images)
+  t1 = time.time()
+  probe_state, fit = linear_probe.fit_linear_probe(
+      train_x, train_ds.labels, num_classes, seed=seed, mesh=mesh, **probe_settings(probe))
+  result = {
+      "dataset": train_ds.name, "train_data": train_ds.spec, "test_data": test_ds.spec,
+      "step": int(encoder.step), "encoder_init": encoder.init, "encoder": encoder.kwargs,
+      "test_top1": linear_probe.top1_accuracy(probe_state, test_x, test_ds.labels),
+      "train_top1": linear_probe.top1_accuracy(probe_state, train_x, train_ds.labels),
+      "num_train": len(train_ds), "num_test": len(test_ds), "num_classes": num_classes,
+      "feature_dim": int(train_x.shape[1]), "weight_decay": fit.weight_decay,
+      "weight_decay_grid": [float(f"{v:.7g}") for v in fit.weight_decays],
+      "holdout_top1": [None if np.isnan(v) else round(float(v), 6) for v in fit.holdout_top1],
+      "solver_iterations": fit.iterations, "solver_grad_norm": fit.grad_norm,
+      "feature_seconds": round(t1 - t0, 3), "probe_seconds": round(time.time() - t1, 3),
+      "num_devices": int(mesh.size), "platform": jax.devices()[0].platform,
+  }
+  return result
+
+
+def write_result(workdir: str, result: Mapping[str, Any], *, filename: str = RESULT_FILE,
+                 prefix: str = "linear_eval") -> str:
+  """Writes `workdir/eval/<filename>` and logs its scalars under `<prefix>/` (process 0)."""
+  eval_dir = os.path.join(workdir, "eval")
+  path = os.path.join(eval_dir, filename)
+  if jax.process_index() == 0:
+    os.makedirs(eval_dir, exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+      json.dump(result, f, indent=2)
+    os.replace(path + ".tmp", path)
+  writer = MetricWriter(eval_dir)
+  scalars = {f"{prefix}/{k}": v for k, v in result.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"}
+  writer.write_scalars(int(result.get("step", 0)), scalars)
+  writer.close()
+  return path
+
+
+def describe(encoder: features_lib.Encoder, workdir: str) -> str:
+  if encoder.init == "random":
+    return f"a RANDOMLY INITIALISED encoder {encoder.kwargs} (no checkpoint used)"
+  return f"the encoder of {workdir} at step {encoder.step}"
+
+
+def run(config, workdir: str) -> None:
+  """The job: `config` as in configs/linear_eval.py."""
+  mesh = sharding.make_mesh()
+  sharding.check_divisible("batch_size", int(config.batch_size), mesh)
+  seed = int(config.seed)
+  # Data first: a wrong path or spec should fail before the encoder is built or compiled.
+  train = load_split(config.data.train, config.data, seed=seed, field="data.train")
+  test = load_split(config.data.test, config.data, seed=seed, field="data.test")
+  check_labelled(train, "training")
+  check_labelled(test, "test")
+  encoder = encoder_from_config(config, workdir)
+  result = evaluate_linear(encoder, train, test,
+                           batch_size=int(config.batch_size), probe=config.get("probe"),
+                           data=config.data, seed=seed, mesh=mesh)
+  path = write_result(workdir, result)
+  logging.info("Linear probe of %s on %s: test top-1 %.4f, train top-1 %.4f (weight decay "
+               "%g) → %s", describe(encoder, workdir), result["dataset"],
+               result["test_top1"], result["train_top1"], result["weight_decay"], path)
+  if jax.process_index() == 0:
+    print(f"linear_eval: test top-1 {result['test_top1']:.4f}, train top-1 "
+          f"{result['train_top1']:.4f} ({result['num_train']} train / "
+          f"{result['num_test']} test images) with {describe(encoder, workdir)}; wrote {path}")
