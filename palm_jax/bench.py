@@ -1,6 +1,7 @@
 """Benchmarks: `python -m palm_jax.bench <subcommand> [--flags]`.
 
     python -m palm_jax.bench generator --batch_sizes=256,1024,4096,8192 --dtype=bfloat16
+    python -m palm_jax.bench palm --config=configs/cifar10.py --num_envs=256,1024,4096,8192
 
 Subcommands live in `SUBCOMMANDS` (name → `Subcommand(add_arguments, run)`); add one by
 writing an `add_*_arguments(parser)` and a `bench_*(args)` function.
@@ -16,6 +17,7 @@ convolution executes). A batch size that runs out of memory is reported and skip
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import sys
 import time
@@ -143,9 +145,127 @@ def bench_generator(args: argparse.Namespace) -> list[dict]:
   return results
 
 
+# The CIFAR-10 generator's shapes (NVIDIA's cifar config), random weights: benchmarks need
+# no download.
+CIFAR_GENERATOR = dict(z_dim=512, c_dim=10, w_dim=512, img_resolution=32, img_channels=3,
+                       mapping_kwargs=dict(num_layers=2),
+                       synthesis_kwargs=dict(channel_base=16384, channel_max=512,
+                                             conv_clamp=256))
+
+
+def add_palm_arguments(p: argparse.ArgumentParser) -> None:
+  p.add_argument("--config", default="configs/cifar10.py", help="a PALM config file")
+  p.add_argument("--num_envs", type=_int_list, default=[256, 1024, 4096, 8192])
+  p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                 help="config override, e.g. --set batch_size=1024 (repeatable)")
+  p.add_argument("--chunks", type=int, default=3, help="timed chunks after the first")
+  p.add_argument("--repeats", type=int, default=5, help="timed calls per breakdown part")
+
+
+def _time(fn, repeats: int) -> float:
+  """Median seconds of `fn()` (already compiled) over `repeats` calls."""
+  jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - start)
+  return float(np.median(times))
+
+
+def _palm_config(args, num_envs: int):
+  import runpy  # pylint: disable=import-outside-toplevel
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  config = runpy.run_path(args.config)["get_config"]()
+  if config.generator in ("", "nvidia:cifar10"):
+    config.generator = "random"
+    config.generator_kwargs = ml_collections.ConfigDict(CIFAR_GENERATOR)
+  for item in args.set:
+    field, _, value = item.partition("=")
+    section, _, name = field.rpartition(".")
+    target = config
+    for part in section.split(".") if section else []:
+      target = target[part]
+    try:
+      target[name] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      target[name] = value  # a plain string such as a path
+  config.env.num_envs = num_envs
+  config.agent.warmup_env_steps = max(config.agent.warmup_env_steps, 2 * num_envs)
+  config.replay.capacity = max(config.replay.capacity, 2 * num_envs)
+  config.eval.train = ""
+  return config
+
+
+def bench_palm(args: argparse.Namespace) -> list[dict]:
+  """Environment steps/s of the full PALM chunk (all updates on) + a per-part breakdown.
+
+  Parts, each jitted and timed alone on the same state: `generator` (one `env.step` of all
+  environments), `acting` (encoder + SAC policy on all observations), `updates`
+  (`updates_per_step` x (replay sample, SimSiam step, APT reward, SAC step)).
+  """
+  from palm_jax import palm_step, replay as replay_lib, sharding, train  # pylint: disable=import-outside-toplevel
+  results = []
+  for n in args.num_envs:
+    config = _palm_config(args, n)
+    mesh = sharding.make_mesh()
+    train.validate(config, mesh)
+    plan = train.Plan(config)
+    gen = train.load_env_generator(config, "/tmp")
+    env, cfg, init_fn, shardings, _ = train.build(config, mesh, gen, plan)
+    gen_vars = sharding.host_to_global(gen.variables, mesh, sharded=False)
+    params = train.env_params_from(config)
+    bank = train._real_bank(config, gen.c_dim, mesh)  # pylint: disable=protected-access
+    try:
+      state, replay = init_fn(np.asarray(jax.random.PRNGKey(0)), gen_vars, params)
+      chunk = palm_step.make_chunk(cfg, env, mesh, plan.chunk, *shardings)
+      start = time.perf_counter()
+      for _ in range(-(-plan.warmup_iterations // plan.chunk)):  # compile, then warm-up
+        state, replay, _ = chunk(state, replay, gen_vars, params, bank)
+      jax.block_until_ready(state)
+      compile_s = time.perf_counter() - start
+      start = time.perf_counter()
+      for _ in range(args.chunks):
+        state, replay, metrics = chunk(state, replay, gen_vars, params, bank)
+      jax.block_until_ready(metrics)
+      seconds = (time.perf_counter() - start) / (args.chunks * plan.chunk)
+      key = jax.random.PRNGKey(1)
+      step = jax.jit(lambda s: env.step(key, s.env, jnp.zeros((n, env.action_dim)),
+                                        gen_vars, params))
+      act = jax.jit(lambda s: palm_step._act(cfg, s, key))  # pylint: disable=protected-access
+
+      def one_update(s, r):
+        def body(s, u):
+          return palm_step._update(cfg, env, mesh, s, r, jax.random.fold_in(key, u),  # pylint: disable=protected-access
+                                   gen_vars, params, bank)
+        return jax.lax.scan(body, s, jnp.arange(cfg.updates_per_step))[0]
+      update = jax.jit(one_update)
+      parts = {"generator": _time(lambda: step(state), args.repeats),
+               "acting": _time(lambda: act(state), args.repeats),
+               "updates": _time(lambda: update(state, replay), args.repeats)}
+    except Exception as e:  # pylint: disable=broad-except
+      if not _is_oom(e):
+        raise
+      print(f"num_envs {n:6d}: out of memory ({str(e).splitlines()[0][:120]})", flush=True)
+      results.append(dict(num_envs=n, oom=True))
+      continue
+    row = dict(num_envs=n, oom=False, env_steps_per_s=n / seconds, ms_per_iteration=seconds * 1e3,
+               warmup_s=compile_s, **{f"{k}_ms": v * 1e3 for k, v in parts.items()},
+               replay_gib=sharding.num_bytes(replay) / 2**30, peak_bytes=_peak_memory_bytes())
+    results.append(row)
+    print(f"num_envs {n:6d}: {row['env_steps_per_s']:10,.0f} env steps/s  "
+          f"{row['ms_per_iteration']:8.2f} ms/iteration = generator {row['generator_ms']:.2f}"
+          f" + acting {row['acting_ms']:.2f} + updates {row['updates_ms']:.2f} ms (alone)  "
+          f"replay {row['replay_gib']:.2f} GiB  compile+warm-up {compile_s:.1f} s", flush=True)
+    del state, replay
+  return results
+
+
 SUBCOMMANDS: dict[str, Subcommand] = {
     "generator": Subcommand(add_generator_arguments, bench_generator,
                             "StyleGAN2-ADA generator throughput (CIFAR config)"),
+    "palm": Subcommand(add_palm_arguments, bench_palm,
+                       "PALM env steps/s with all updates on, and a breakdown"),
 }
 
 

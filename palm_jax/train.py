@@ -277,7 +277,7 @@ def train(config, workdir: str) -> TrainResult:
   ckpt.close()
   writer.flush()
   if config.eval.get("train"):
-    host_metrics.update(_final_linear_eval(config, workdir, state, ss_cfg, env_steps))
+    host_metrics.update(_final_linear_eval(config, workdir, state, ss_cfg, env_steps, mesh))
   writer.close()
   return TrainResult(state=state, metrics=host_metrics)
 
@@ -291,12 +291,18 @@ def _write_rollouts(workdir, writer, rollout_fn, state, gen_vars, env_params, en
   writer.write_image(env_steps, "rollouts", grid)
 
 
-def _final_linear_eval(config, workdir, state, ss_cfg, env_steps) -> dict:
-  from palm_jax.evaluation import linear_eval  # pylint: disable=g-import-not-at-top
-  result = linear_eval.evaluate_trained_encoder(
-      simsiam.encoder_variables(state.simsiam), _encoder_meta(ss_cfg), config.eval,
-      workdir=workdir, step=env_steps)
-  return {f"eval/{k}": v for k, v in result.items() if isinstance(v, (int, float))}
+def _final_linear_eval(config, workdir, state, ss_cfg, env_steps, mesh) -> dict:
+  """The linear probe of the final encoder on `config.eval` data (eval/linear_eval.json)."""
+  from palm_jax.evaluation import features, linear_eval  # pylint: disable=g-import-not-at-top
+  encoder = features.from_variables(simsiam.encoder_variables(state.simsiam),
+                                    _encoder_meta(ss_cfg), step=env_steps)
+  result = linear_eval.evaluate_linear(encoder, config.eval.train, config.eval.test,
+                                       seed=config.seed, mesh=mesh)
+  path = linear_eval.write_result(workdir, result)
+  logging.info("Linear probe of the final encoder: test top-1 %.4f (train %.4f) -> %s",
+               result["test_top1"], result["train_top1"], path)
+  return {f"eval/{k}": v for k, v in result.items()
+          if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def run(config, workdir: str) -> None:
