@@ -1,0 +1,33 @@
+"""The `sample` job renders a class-by-sample grid from a generator file."""
+import os
+import runpy
+
+import jax
+import numpy as np
+from PIL import Image
+
+from palm_jax import main
+from palm_jax.models import stylegan2
+from palm_jax.models.stylegan2_weights import save_generator_npz
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_sample_grid_from_npz(tmp_path):
+  gen = stylegan2.init_generator(
+      jax.random.PRNGKey(0), z_dim=8, c_dim=3, w_dim=8, img_resolution=8, img_channels=3,
+      mapping_kwargs=dict(num_layers=1),
+      synthesis_kwargs=dict(channel_base=64, channel_max=8, conv_clamp=256))
+  save_generator_npz(str(tmp_path / "g.npz"), gen)
+  config = runpy.run_path(os.path.join(ROOT, "configs", "sample.py"))["get_config"]()
+  config.generator = str(tmp_path / "g.npz")
+  config.rows, config.cols = 10, 4  # more rows than classes: clipped to 3
+  main.run_job(config, str(tmp_path / "out"))
+  grid = np.asarray(Image.open(tmp_path / "out" / "samples.png"))
+  assert grid.shape == (3 * 9 + 1, 4 * 9 + 1, 3)
+  # Row 1, column 2 is class 1's third sample, as gen.generate renders it.
+  rng = np.random.default_rng(0)
+  z = rng.standard_normal((12, 8)).astype(np.float32)
+  want = gen.generate(z, np.repeat(np.arange(3), 4))
+  want = np.clip(np.asarray(want, np.float32) * 127.5 + 128, 0, 255).astype(np.uint8)
+  np.testing.assert_allclose(grid[10:18, 19:27].astype(int), want[6].astype(int), atol=1)
