@@ -11,9 +11,12 @@ add `--config.encoder_init=random` (also used automatically when RUN_DIR has no
 checkpoint; the result says so). `--config=configs/linear_eval.py:smoke` is a seconds-long
 variant on the shared CIFAR subsets with a tiny encoder. Writes RUN_DIR/eval/linear_eval.json.
 """
+import pathlib
+
 import ml_collections
 
-SHARED = "../shared/data/cifar_subset"
+# The shared real CIFAR subsets beside the checkout (used by the ":smoke" variant).
+SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar_subset"
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -56,6 +59,6 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.batch_size = 128
     config.probe.max_iter = 100
   elif arg:
-    raise ValueError(f"unknown config argument {arg!r}; use configs/linear_eval.py or "
-                     "configs/linear_eval.py:smoke.")
+    raise ValueError(f"unknown config argument {arg!r}; give none, or ':smoke' for the tiny "
+                     "variant (e.g. --config=configs/linear_eval.py:smoke).")
   return config
