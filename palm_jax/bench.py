@@ -257,7 +257,7 @@ def bench_palm(args: argparse.Namespace) -> list[dict]:
           f"{row['ms_per_iteration']:8.2f} ms/iteration = generator {row['generator_ms']:.2f}"
           f" + acting {row['acting_ms']:.2f} + updates {row['updates_ms']:.2f} ms (alone)  "
           f"replay {row['replay_gib']:.2f} GiB  compile+warm-up {compile_s:.1f} s", flush=True)
-    del state, replay
+    state = replay = None  # free the device buffers before the next size
   return results
 
 
