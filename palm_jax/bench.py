@@ -204,7 +204,7 @@ def bench_palm(args: argparse.Namespace) -> list[dict]:
   environments), `acting` (encoder + SAC policy on all observations), `updates`
   (`updates_per_step` x (replay sample, SimSiam step, APT reward, SAC step)).
   """
-  from palm_jax import palm_step, replay as replay_lib, sharding, train  # pylint: disable=import-outside-toplevel
+  from palm_jax import palm_step, sharding, train  # pylint: disable=import-outside-toplevel
   results = []
   for n in args.num_envs:
     config = _palm_config(args, n)

@@ -10,7 +10,6 @@ import time
 import jax
 import numpy as np
 import pytest
-from ml_collections import config_flags  # noqa: F401  (ConfigDict loading below)
 
 from palm_jax import checkpoint, train
 from palm_jax.errors import UserError
