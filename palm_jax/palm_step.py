@@ -11,7 +11,9 @@ An iteration, for all `N` environments at once:
       (s, a, s') ~ replay                 B transitions, sampled per device
       SimSiam step on positive pairs      temporal (s, s') by default
       r = log(1 + mean kNN distance)      APT reward on h' = f(s') inside the batch
-      SAC step on (h, a, r, h')           h, h' reused from SimSiam's forward pass
+      SAC step on (h, a, r, h')           h, h' reused from SimSiam's forward pass (train-
+                                          mode BatchNorm; the augmented views when
+                                          `simsiam.augment`, DrQ-style)
 
 A chunk is `lax.scan` over `length` iterations under one `jax.jit`: environments, replay
 and batches are sharded over the `data` axis, parameters replicated, and the host sees
@@ -181,11 +183,11 @@ def make_chunk(cfg: StepConfig, env: LatentEnv, mesh: Mesh, length: int, state_s
                  out_shardings=(state_sharding, replay_sharding, rep), donate_argnums=(0, 1))
 
 
-def make_rollout(env: LatentEnv, num: int, length: int):
+def make_rollout(env: LatentEnv, num: int, length: int, action_source: str = "policy"):
   """Jitted `rollout(state, gen_vars, env_params, key) -> frames uint8 [num, length, H,W,C]`.
 
-  Fresh episodes acted by the current stochastic policy (rows = trajectories, columns =
-  time): what the agent actually sees.
+  Fresh episodes acted by the current stochastic policy, or uniformly at random for the
+  random-action ablation (rows = trajectories, columns = time): what the agent sees.
   """
   def rollout(state: PalmState, gen_vars, env_params, key):
     k_reset, k_steps = jax.random.split(key)
@@ -194,8 +196,10 @@ def make_rollout(env: LatentEnv, num: int, length: int):
     def step(carry, k):
       obs, env_state = carry
       k_act, k_env = jax.random.split(k)
-      feats = simsiam.encode(state.simsiam, obs, train=False)
-      action = sac.act(state.sac, feats, k_act)
+      if action_source == "random":
+        action = random_actions(k_act, num, env.action_dim)
+      else:
+        action = sac.act(state.sac, simsiam.encode(state.simsiam, obs, train=False), k_act)
       nxt, env_state, _ = env.step(k_env, env_state, action, gen_vars, env_params)
       return (nxt, env_state), nxt
 

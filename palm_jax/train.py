@@ -253,7 +253,7 @@ def train(config, workdir: str) -> TrainResult:
   progress = metrics_lib.Progress(total_steps, start=env_steps, unit="env steps")
   chunk_fn = palm_step.make_chunk(step_cfg, env, mesh, plan.chunk, *shardings)
   rollout_fn = palm_step.make_rollout(env, config.log.rollout_rows,
-                                      config.env.episode_length)
+                                      config.env.episode_length, config.agent.action_source)
   host_metrics: dict = {}
   chunks_done = iteration // plan.chunk
   while iteration < plan.total_iterations:
