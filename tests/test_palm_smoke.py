@@ -101,3 +101,24 @@ def test_config_mistakes_are_one_sentence(tmp_path):
     train.train(_config(**{"env.beta": 1.5}), str(tmp_path))
   with pytest.raises(UserError, match="config.simsiam.pairs='jitter'"):
     train.train(_config(**{"simsiam.pairs": "jitter"}), str(tmp_path))
+
+
+@pytest.mark.slow
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+  real_make_chunk = train.palm_step.make_chunk
+
+  def poisoned_make_chunk(*args, **kwargs):
+    chunk, calls = real_make_chunk(*args, **kwargs), []
+
+    def poisoned(*chunk_args):
+      state, replay, metrics = chunk(*chunk_args)
+      calls.append(1)
+      if len(calls) == 2:  # the second chunk's critic loss diverges
+        metrics = dict(metrics, **{"sac/critic_loss": np.float32("nan")})
+      return state, replay, metrics
+    return poisoned
+  monkeypatch.setattr(train.palm_step, "make_chunk", poisoned_make_chunk)
+  with pytest.raises(UserError, match=r"diverged at env step 1,024: sac/critic_loss became "
+                                      r"NaN/inf; the last good checkpoint \(step 512\) is kept"):
+    train.train(_config(), str(tmp_path))
+  assert checkpoint.Checkpointer(checkpoint.checkpoint_dir(str(tmp_path))).all_steps() == [512]
