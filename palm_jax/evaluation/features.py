@@ -199,8 +199,9 @@ class FeatureExtractor:
     require(batch_size >= 1, f"config.batch_size={batch_size} must be positive (e.g. 512).")
     sharding.check_divisible("batch_size", batch_size, self.mesh)
     self.batch_size = batch_size
-    host = jax.tree.map(np.asarray, {k: v for k, v in encoder.variables.items()
-                                     if k in ("params", "batch_stats")})
+    # to_host: the variables may be global arrays of a multi-process run (PALM's final probe).
+    host = sharding.to_host({k: v for k, v in encoder.variables.items()
+                             if k in ("params", "batch_stats")})
     self._variables = sharding.host_to_global(host, self.mesh, sharded=False)
 
   def __call__(self, images: np.ndarray) -> np.ndarray:
