@@ -145,7 +145,9 @@ def make_iteration(cfg: StepConfig, env: LatentEnv, mesh: Mesh):
     args = (replay, k_upd, gen_vars, env_params, real_bank)
     abstract = jax.eval_shape(lambda s: updates(s, *args)[1], state)
     skip = lambda s: (s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), abstract))
-    do_update = state.iteration >= cfg.warmup_iterations
+    # After warm-up, and once the ring holds a transition (it restarts empty when a run
+    # resumes from a checkpoint saved without its replay).
+    do_update = (state.iteration >= cfg.warmup_iterations) & (replay.size >= 2)
     state, metrics = jax.lax.cond(do_update, lambda s: updates(s, *args), skip, state)
     metrics["updated"] = do_update.astype(jnp.float32)
     metrics["env/episode_ends"] = first.mean()

@@ -235,14 +235,20 @@ def train(config, workdir: str) -> TrainResult:
                config.env.num_envs, mesh.size, plan.total_iterations,
                plan.env_steps_per_iteration)
   root_key = np.asarray(jax.random.PRNGKey(config.seed))  # host value: same on every process
-  state, replay = init_fn(root_key, gen_vars, env_params)
   ckpt = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(workdir),
                                max_to_keep=config.checkpoint.keep)
   save_replay = bool(config.checkpoint.save_replay)
-  restored = ckpt.restore(state, replay_template=replay if save_replay else None)
-  if restored is not None:
-    env_steps, state, restored_replay, _ = restored
-    replay = restored_replay if restored_replay is not None else replay
+  # Restore into shapes alone, so a resume never holds a fresh state and replay beside the
+  # restored ones (the replay is gigabytes).
+  abstract_state, abstract_replay = jax.eval_shape(init_fn, root_key, gen_vars, env_params)
+  restored = ckpt.restore(abstract_state,
+                          replay_template=abstract_replay if save_replay else None)
+  if restored is None:
+    state, replay = init_fn(root_key, gen_vars, env_params)
+  else:
+    env_steps, state, replay, _ = restored
+    if replay is None:  # not saved: start an empty one (updates wait until it refills)
+      _, replay = init_fn(root_key, gen_vars, env_params)
     logging.info("Resumed from the checkpoint at env step %s.", f"{env_steps:,}")
   iteration = int(sharding.to_host(state.iteration))
   env_steps = iteration * plan.env_steps_per_iteration

@@ -122,3 +122,24 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypa
                                       r"NaN/inf; the last good checkpoint \(step 512\) is kept"):
     train.train(_config(), str(tmp_path))
   assert checkpoint.Checkpointer(checkpoint.checkpoint_dir(str(tmp_path))).all_steps() == [512]
+
+
+@pytest.mark.slow
+def test_resume_without_saved_replay_refills_before_updating(tmp_path, monkeypatch):
+  config = _config(**{"checkpoint.save_replay": False})
+  real_save = train._save
+
+  def save_then_crash(*args, **kwargs):
+    real_save(*args, **kwargs)
+    args[0].wait()
+    raise KeyboardInterrupt("simulated crash")
+  monkeypatch.setattr(train, "_save", save_then_crash)
+  with pytest.raises(KeyboardInterrupt):
+    train.train(config, str(tmp_path))
+  assert not os.path.exists(tmp_path / "checkpoints" / "512" / "replay")
+  monkeypatch.setattr(train, "_save", real_save)
+  train.train(config, str(tmp_path))
+  rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert [r["step"] for r in rows] == [512, 1024, 1536]
+  # First chunk after the resume: 2 of its 8 iterations refill the empty ring, no updates.
+  assert rows[1]["updated"] == 0.75 and rows[2]["updated"] == 1.0
