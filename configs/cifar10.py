@@ -78,6 +78,11 @@ def get_config():
   c.replay.capacity = 1_000_000   # transitions kept (uint8 frames; ~4.2 GB with bf16 actions)
   c.replay.action_dtype = "bfloat16"  # storage dtype of actions
 
+  # How a chunk of iterations runs: "scan" (one jitted lax.scan: accelerators), "host" (a
+  # Python loop of jitted iterations: XLA:CPU runs gradient convolutions inside scan/cond
+  # ~30x slower), "auto" (host on CPU, scan elsewhere). Both compute the same thing.
+  c.loop = "auto"
+
   c.log = ml_collections.ConfigDict()
   c.log.chunk_iterations = 25     # iterations per jitted chunk = host sync + log interval
   c.log.rollout_every_chunks = 20  # PNG grid of rollouts every this many chunks (0 = never)

@@ -218,7 +218,8 @@ def bench_palm(args: argparse.Namespace) -> list[dict]:
     bank = train._real_bank(config, gen.c_dim, mesh)  # pylint: disable=protected-access
     try:
       state, replay = init_fn(np.asarray(jax.random.PRNGKey(0)), gen_vars, params)
-      chunk = palm_step.make_chunk(cfg, env, mesh, plan.chunk, *shardings)
+      loop = palm_step.resolve_loop(config.loop, jax.devices()[0].platform)
+      chunk = palm_step.make_chunk(cfg, env, mesh, plan.chunk, *shardings, loop=loop)
       start = time.perf_counter()
       for _ in range(-(-plan.warmup_iterations // plan.chunk)):  # compile, then warm-up
         state, replay, _ = chunk(state, replay, gen_vars, params, bank)
@@ -234,11 +235,11 @@ def bench_palm(args: argparse.Namespace) -> list[dict]:
                                         gen_vars, params))
       act = jax.jit(lambda s: palm_step._act(cfg, s, key))  # pylint: disable=protected-access
 
-      def one_update(s, r):
-        def body(s, u):
-          return palm_step._update(cfg, env, mesh, s, r, jax.random.fold_in(key, u),  # pylint: disable=protected-access
+      def one_update(s, r):  # unrolled: XLA:CPU is slow on gradient convs inside scan
+        for u in range(cfg.updates_per_step):
+          s, _ = palm_step._update(cfg, env, mesh, s, r, jax.random.fold_in(key, u),  # pylint: disable=protected-access
                                    gen_vars, params, bank)
-        return jax.lax.scan(body, s, jnp.arange(cfg.updates_per_step))[0]
+        return s
       update = jax.jit(one_update)
       parts = {"generator": _time(lambda: step(state), args.repeats),
                "acting": _time(lambda: act(state), args.repeats),
@@ -253,7 +254,8 @@ def bench_palm(args: argparse.Namespace) -> list[dict]:
                warmup_s=compile_s, **{f"{k}_ms": v * 1e3 for k, v in parts.items()},
                replay_gib=sharding.num_bytes(replay) / 2**30, peak_bytes=_peak_memory_bytes())
     results.append(row)
-    print(f"num_envs {n:6d}: {row['env_steps_per_s']:10,.0f} env steps/s  "
+    row["loop"] = loop
+    print(f"num_envs {n:6d} ({loop} loop): {row['env_steps_per_s']:10,.0f} env steps/s  "
           f"{row['ms_per_iteration']:8.2f} ms/iteration = generator {row['generator_ms']:.2f}"
           f" + acting {row['acting_ms']:.2f} + updates {row['updates_ms']:.2f} ms (alone)  "
           f"replay {row['replay_gib']:.2f} GiB  compile+warm-up {compile_s:.1f} s", flush=True)

@@ -125,14 +125,38 @@ def _update(cfg: StepConfig, env: LatentEnv, mesh: Mesh, state: PalmState, repla
   return state.replace(simsiam=ss_state, sac=sac_state, reward_rms=rms), metrics
 
 
-def make_iteration(cfg: StepConfig, env: LatentEnv, mesh: Mesh):
-  """`iteration(state, replay, gen_vars, env_params, real_bank) -> (state, replay, metrics)`."""
+LOOPS = ("auto", "scan", "host")
+
+
+def resolve_loop(loop: str, platform: str) -> str:
+  """`auto` → `host` on CPU, `scan` elsewhere (see `make_chunk`)."""
+  if loop == "auto":
+    return "host" if platform == "cpu" else "scan"
+  return loop
+
+
+def make_iteration(cfg: StepConfig, env: LatentEnv, mesh: Mesh, *, control_flow: bool = True):
+  """`iteration(state, replay, gen_vars, env_params, real_bank) -> (state, replay, metrics)`.
+
+  `control_flow=True` skips the updates during warm-up with `lax.cond` and loops over
+  `updates_per_step` with `lax.scan`. `control_flow=False` unrolls that loop and computes
+  the updates every iteration, keeping their result only after warm-up (`select`): for
+  XLA:CPU, which runs gradient convolutions inside `cond`/`scan` bodies ~30x slower than at
+  the top level of a program. Both compute the same function.
+  """
 
   def updates(state, replay, key, gen_vars, env_params, real_bank):
     def one(state, u):
       return _update(cfg, env, mesh, state, replay, jax.random.fold_in(key, u), gen_vars,
                      env_params, real_bank)
-    state, metrics = jax.lax.scan(one, state, jnp.arange(cfg.updates_per_step))
+    if control_flow:
+      state, metrics = jax.lax.scan(one, state, jnp.arange(cfg.updates_per_step))
+    else:
+      per_update = []
+      for u in range(cfg.updates_per_step):
+        state, m = one(state, u)
+        per_update.append(m)
+      metrics = jax.tree.map(lambda *xs: jnp.stack(xs), *per_update)
     return state, jax.tree.map(jnp.mean, metrics)
 
   def iteration(state: PalmState, replay, gen_vars, env_params: EnvParams, real_bank):
@@ -143,12 +167,17 @@ def make_iteration(cfg: StepConfig, env: LatentEnv, mesh: Mesh):
     obs, env_state, first = env.step(k_env, state.env, action, gen_vars, env_params)
 
     args = (replay, k_upd, gen_vars, env_params, real_bank)
-    abstract = jax.eval_shape(lambda s: updates(s, *args)[1], state)
-    skip = lambda s: (s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), abstract))
     # After warm-up, and once the ring holds a transition (it restarts empty when a run
     # resumes from a checkpoint saved without its replay).
     do_update = (state.iteration >= cfg.warmup_iterations) & (replay.size >= 2)
-    state, metrics = jax.lax.cond(do_update, lambda s: updates(s, *args), skip, state)
+    if control_flow:
+      abstract = jax.eval_shape(lambda s: updates(s, *args)[1], state)
+      skip = lambda s: (s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), abstract))
+      state, metrics = jax.lax.cond(do_update, lambda s: updates(s, *args), skip, state)
+    else:
+      new_state, metrics = updates(state, *args)
+      state = jax.tree.map(lambda new, old: jnp.where(do_update, new, old), new_state, state)
+      metrics = jax.tree.map(lambda m: jnp.where(do_update, m, jnp.zeros_like(m)), metrics)
     metrics["updated"] = do_update.astype(jnp.float32)
     metrics["env/episode_ends"] = first.mean()
     state = state.replace(iteration=state.iteration + 1, env=env_state, obs=obs, first=first)
@@ -157,15 +186,46 @@ def make_iteration(cfg: StepConfig, env: LatentEnv, mesh: Mesh):
   return iteration
 
 
-def make_chunk(cfg: StepConfig, env: LatentEnv, mesh: Mesh, length: int, state_sharding: Any,
-               replay_sharding: Any):
-  """A jitted `chunk(state, replay, gen_vars, env_params, real_bank)` of `length` iterations.
+def _average(metrics: dict) -> dict:
+  """Per-iteration metrics `[length]` → update metrics averaged over updating iterations."""
+  weight = metrics["updated"]
+  denom = jnp.maximum(weight.sum(), 1.0)
+  out = {k: (v * weight).sum() / denom for k, v in metrics.items()
+         if k not in ("updated", "env/episode_ends")}
+  out["updated"] = weight.mean()
+  out["env/episode_ends"] = metrics["env/episode_ends"].mean()
+  return out
 
-  Returns `(state, replay, metrics)` with metrics averaged over the iterations that ran
-  updates (`updated` is the fraction that did). `state` and `replay` are donated.
+
+def make_chunk(cfg: StepConfig, env: LatentEnv, mesh: Mesh, length: int, state_sharding: Any,
+               replay_sharding: Any, loop: str = "scan"):
+  """`chunk(state, replay, gen_vars, env_params, real_bank) -> (state, replay, metrics)`.
+
+  Runs `length` iterations; metrics are averaged over the iterations that ran updates
+  (`updated` is the fraction that did). `state` and `replay` are donated.
+  `loop="scan"`: one jitted `lax.scan` over the iterations (accelerators: one dispatch per
+  chunk). `loop="host"`: a Python loop dispatching one jitted, control-flow-free iteration
+  at a time, without host syncs (XLA:CPU; see `make_iteration`).
   """
-  iteration = make_iteration(cfg, env, mesh)
   rep = sharding.replicated(mesh)
+  in_shardings = (state_sharding, replay_sharding, rep, rep, rep)
+  out_shardings = (state_sharding, replay_sharding, rep)
+  if loop == "host":
+    step = jax.jit(make_iteration(cfg, env, mesh, control_flow=False),
+                   in_shardings=in_shardings, out_shardings=out_shardings,
+                   donate_argnums=(0, 1))
+    average = jax.jit(lambda ms: _average(jax.tree.map(lambda *xs: jnp.stack(xs), *ms)),
+                      out_shardings=rep)
+
+    def host_chunk(state, replay, gen_vars, env_params, real_bank):
+      per_iteration = []
+      for _ in range(length):
+        state, replay, metrics = step(state, replay, gen_vars, env_params, real_bank)
+        per_iteration.append(metrics)
+      return state, replay, average(per_iteration)
+    return host_chunk
+
+  iteration = make_iteration(cfg, env, mesh)
 
   def chunk(state, replay, gen_vars, env_params, real_bank):
     def body(carry, _):
@@ -173,16 +233,10 @@ def make_chunk(cfg: StepConfig, env: LatentEnv, mesh: Mesh, length: int, state_s
       state, replay, metrics = iteration(state, replay, gen_vars, env_params, real_bank)
       return (state, replay), metrics
     (state, replay), metrics = jax.lax.scan(body, (state, replay), None, length=length)
-    weight = metrics["updated"]
-    denom = jnp.maximum(weight.sum(), 1.0)
-    out = {k: (v * weight).sum() / denom for k, v in metrics.items()
-           if k not in ("updated", "env/episode_ends")}
-    out["updated"] = weight.mean()
-    out["env/episode_ends"] = metrics["env/episode_ends"].mean()
-    return state, replay, out
+    return state, replay, _average(metrics)
 
-  return jax.jit(chunk, in_shardings=(state_sharding, replay_sharding, rep, rep, rep),
-                 out_shardings=(state_sharding, replay_sharding, rep), donate_argnums=(0, 1))
+  return jax.jit(chunk, in_shardings=in_shardings, out_shardings=out_shardings,
+                 donate_argnums=(0, 1))
 
 
 def make_rollout(env: LatentEnv, num: int, length: int, action_source: str = "policy"):

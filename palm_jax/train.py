@@ -71,6 +71,8 @@ def validate(config, mesh) -> None:
           f"steps of all environments ({2 * env.num_envs}) so the replay holds transitions.")
   require(agent.updates_per_step >= 1,
           f"config.agent.updates_per_step={agent.updates_per_step} must be at least 1.")
+  require(config.loop in palm_step.LOOPS,
+          f"config.loop={config.loop!r} must be one of {palm_step.LOOPS}.")
   require(config.log.chunk_iterations >= 1,
           f"config.log.chunk_iterations={config.log.chunk_iterations} must be at least 1.")
   for field in ("generator_dtype", "agent.dtype", "simsiam.dtype", "replay.action_dtype"):
@@ -257,7 +259,8 @@ def train(config, workdir: str) -> TrainResult:
   writer.truncate_after(env_steps)
   total_steps = plan.total_iterations * plan.env_steps_per_iteration
   progress = metrics_lib.Progress(total_steps, start=env_steps, unit="env steps")
-  chunk_fn = palm_step.make_chunk(step_cfg, env, mesh, plan.chunk, *shardings)
+  loop = palm_step.resolve_loop(config.loop, jax.devices()[0].platform)
+  chunk_fn = palm_step.make_chunk(step_cfg, env, mesh, plan.chunk, *shardings, loop=loop)
   rollout_fn = palm_step.make_rollout(env, config.log.rollout_rows,
                                       config.env.episode_length, config.agent.action_source)
   host_metrics: dict = {}

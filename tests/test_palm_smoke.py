@@ -144,3 +144,19 @@ def test_resume_without_saved_replay_refills_before_updating(tmp_path, monkeypat
   # First chunk after the resume: its first iteration only refills the empty ring (an
   # iteration inserts before it updates, so the second already has a transition).
   assert rows[1]["updated"] == 0.875 and rows[2]["updated"] == 1.0
+
+
+@pytest.mark.slow
+def test_scan_and_host_loops_compute_the_same_run(tmp_path):
+  """`loop="scan"` (accelerators) and `loop="host"` (CPU) are the same computation."""
+  results = {}
+  for loop in ("scan", "host"):
+    config = _config(loop=loop, **{"log.rollout_every_chunks": 0})
+    results[loop] = train.train(config, str(tmp_path / loop))
+  a = jax.tree.leaves(results["scan"].state.simsiam.params)
+  b = jax.tree.leaves(results["host"].state.simsiam.params)
+  for x, y in zip(a, b):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=2e-4, atol=2e-5)
+  for k in ("simsiam/loss", "reward/mean", "sac/critic_loss", "updated"):
+    np.testing.assert_allclose(results["scan"].metrics[k], results["host"].metrics[k],
+                               rtol=1e-3, atol=1e-5)
