@@ -72,7 +72,7 @@ def test_cli_run_survives_sigkill(tmp_path):
   workdir = tmp_path / "run"
   cmd = [sys.executable, "-m", "palm_jax.main", f"--config={ROOT}/configs/smoke.py",
          f"--workdir={workdir}", "--config.eval.train=", "--config.checkpoint.every_chunks=1",
-         f"--config.total_env_steps={64 * 32}"]
+         f"--config.total_env_steps={64 * 24}"]
   env = dict(os.environ)
   proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
@@ -89,7 +89,7 @@ def test_cli_run_survives_sigkill(tmp_path):
   assert out.returncode == 0, out.stderr[-3000:]
   assert "Resumed from the checkpoint" in out.stderr
   rows = [json.loads(l) for l in open(workdir / "metrics.jsonl")]
-  assert rows[-1]["step"] == 64 * 32
+  assert rows[-1]["step"] == 64 * 24
   assert [r["step"] for r in rows] == sorted(set(r["step"] for r in rows))
   assert os.path.exists(workdir / "rollouts")
 

@@ -17,6 +17,15 @@ def test_palm_trains_generator_first_then_reuses_it(tmp_path):
   config.generator = ""
   config.gan = runpy.run_path(os.path.join(ROOT, "configs", "gan_smoke.py"))["get_config"]()
   config.gan.data = "synthetic:64"
+  # The GAN builds the smoke config's generator architecture, so the PALM programs that
+  # follow are the smoke run's (shared through the persistent compilation cache).
+  g = config.generator_kwargs
+  config.gan.num_classes = g.c_dim
+  config.gan.z_dim, config.gan.w_dim = g.z_dim, g.w_dim
+  config.gan.map_layers = g.mapping_kwargs.num_layers
+  config.gan.channel_base = g.synthesis_kwargs.channel_base
+  config.gan.channel_max = g.synthesis_kwargs.channel_max
+  config.gan.conv_clamp = g.synthesis_kwargs.conv_clamp
   config.gan.total_kimg = 0.064          # 4 batches of 16: a few seconds
   config.gan.log_every_kimg = 0.032
   config.gan.sample_every_kimg = 0.064
