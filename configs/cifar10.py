@@ -38,7 +38,18 @@ def get_config():
   c.agent = ml_collections.ConfigDict()
   c.agent.action_source = "policy"  # "policy" (SAC) or "random" (uniform; an ablation)
   c.agent.warmup_env_steps = 100_000  # uniformly random actions and no updates until then
-  c.agent.updates_per_step = 1    # (SimSiam + SAC) updates per iteration of all envs
+  # The update-to-data ratio (palm_jax/budget.py prints the resulting numbers at start).
+  # 6 updates of 512 per iteration of 4096 envs: each frame is sampled 0.75 times and 50M
+  # steps give 73,092 SimSiam updates = 748 epochs of 50k images, the closest whole number
+  # to SimSiam's own CIFAR schedule (800 epochs = 78,125 updates of 512; Chen & He 2021),
+  # which is what the encoder is compared with. The earlier 1 update per iteration gave
+  # 12,200 updates (125 epochs, 0.125 samples per frame): an under-trained encoder. The
+  # price is ~6x the update compute per env step (bench palm: --set agent.updates_per_step=1
+  # for the loop-throughput figure of issue #3).
+  c.agent.updates_per_step = 6    # (SimSiam + SAC) updates per iteration of all envs
+  # The same knob as samples per frame (U * batch / num_envs): when set, it replaces
+  # updates_per_step and must give a whole number of updates per iteration.
+  c.agent.samples_per_frame = ml_collections.config_dict.placeholder(float)
   c.agent.actor_hidden = (1024, 1024)  # SAC actor MLP widths
   c.agent.critic_hidden = (1024, 1024)  # SAC critic MLP widths (twin critics)
   c.agent.actor_lr = 3e-4         # Adam learning rate of the actor
@@ -65,14 +76,21 @@ def get_config():
   c.simsiam.proj_dim = 2048
   c.simsiam.pred_hidden_dim = 512  # predictor 2048 -> 512 -> 2048
   c.simsiam.base_lr = 0.03        # lr = base_lr * batch_size / 256, cosine schedule
+  # "cosine" (SimSiam) decays over the whole run, so a snapshot at step s is a point of
+  # one long schedule; "constant" keeps lr_0, so a snapshot at s equals a run that
+  # stopped at s: use it for curves over checkpoint.snapshot_steps (paper Fig. 6).
+  c.simsiam.schedule = "cosine"
   c.simsiam.momentum = 0.9        # SGD momentum
   c.simsiam.weight_decay = 5e-4   # SGD weight decay
   c.simsiam.fix_pred_lr = False   # keep the predictor's lr constant
   c.simsiam.dtype = "bfloat16"    # compute dtype of the encoder and heads
   c.simsiam.augment = False       # True: SimSiam's CIFAR augmentations ("PALM + data aug")
-  c.simsiam.pairs = "temporal"    # temporal | same_class | perturbation | real (ablations)
+  # temporal | same_class | perturbation (from the generator) | real (same-class real
+  # images: "static PALM") | real_aug (two augmented views of one real image: SimSiam's
+  # baseline). real and real_aug train offline on simsiam.real_data: no env, SAC, replay.
+  c.simsiam.pairs = "temporal"
   c.simsiam.perturb_std = 0.5     # sigma of the latent perturbation for pairs="perturbation"
-  c.simsiam.real_data = ""        # dataset spec for pairs="real", e.g. tfds:cifar10:train
+  c.simsiam.real_data = ""        # dataset for pairs real/real_aug, e.g. tfds:cifar10:train
 
   c.replay = ml_collections.ConfigDict()
   c.replay.capacity = 1_000_000   # transitions kept (uint8 frames; ~4.2 GB with bf16 actions)
@@ -87,11 +105,18 @@ def get_config():
   c.log.chunk_iterations = 25     # iterations per jitted chunk = host sync + log interval
   c.log.rollout_every_chunks = 20  # PNG grid of rollouts every this many chunks (0 = never)
   c.log.rollout_rows = 8          # trajectories in the rollout grid
+  # Exploration metrics once per chunk (palm_jax/exploration.py): APT reward of the policy
+  # vs uniform actions on this many fresh episodes, action share, replay classes/spread.
+  c.log.explore_envs = 64         # 0 = off
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_chunks = 50  # save every this many chunks (and at the end)
   c.checkpoint.keep = 2           # checkpoints kept on disk
   c.checkpoint.save_replay = True  # include the replay (exact resume; ~4 GB per checkpoint)
+  # Permanent encoder snapshots at these env steps (WORKDIR/snapshots/<step>/, never
+  # rotated; multiples of num_envs * log.chunk_iterations), as URLB keeps 100k..2M frames.
+  # linear_eval/ood_eval read them with --config.step=<step>.
+  c.checkpoint.snapshot_steps = ()
 
   # Linear probe at the end of training ("" skips it); see configs/linear_eval.py.
   c.eval = ml_collections.ConfigDict()

@@ -46,7 +46,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.probe = ml_collections.ConfigDict()
   # L2 weight decays λ tried (loss = mean CE + λ/2 ‖W‖² on standardised features).
   config.probe.weight_decays = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
-  config.probe.holdout_fraction = 0.1  # share of the training split that chooses λ
+  # λ is chosen by 5-fold cross-validated top-1 (stable across seeds; a single 10 %
+  # hold-out moved one encoder's result by 3 points on the CIFAR subset, issue 10).
+  config.probe.folds = 5
+  config.probe.holdout_fraction = 0.1  # only with folds <= 1: one random hold-out
   config.probe.max_iter = 1000         # L-BFGS iterations at most (per λ)
   config.probe.tol = 1e-5              # stop when the gradient norm falls below this
 

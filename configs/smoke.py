@@ -25,6 +25,7 @@ def get_config():
   c.env.num_envs = 64
   c.env.episode_length = 6
   c.agent.warmup_env_steps = 64 * 4
+  c.agent.updates_per_step = 1    # one update per iteration keeps the smoke run short
   c.agent.actor_hidden = (32, 32)
   c.agent.critic_hidden = (32, 32)
   c.agent.dtype = "float32"
@@ -41,6 +42,7 @@ def get_config():
   c.log.chunk_iterations = 8
   c.log.rollout_every_chunks = 3
   c.log.rollout_rows = 4
+  c.log.explore_envs = 0          # off: keeps the smoke run's programs as they were
   c.checkpoint.every_chunks = 2
   # A linear probe on the real CIFAR-10 subset when ../shared is present (else skipped).
   train = _SUBSET / "cifar10_train_partial.npz"

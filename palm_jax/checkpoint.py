@@ -7,6 +7,12 @@ Layout of `DIR/checkpoints/<step>/` (one Orbax composite checkpoint per saved st
   replay   the replay buffer (optional: large)
   meta     JSON: `{"step", "job", "config", "encoder": {...model kwargs...}, ...}`
 
+Permanent snapshots (`config.checkpoint.snapshot_steps`, as URLB keeps its 100k/500k/1M/2M
+frame snapshots) live beside them in `DIR/snapshots/<step>/`: a second Orbax manager that
+never rotates, holding `encoder` and `meta` (and `state` = the encoder variables, so the
+layout is the same). `restore_encoder(workdir, step)` looks there when the rolling
+checkpoints do not hold `step`.
+
 Every process calls `save`/`restore` (Orbax coordinates multi-host writes). A run killed
 mid-save leaves only a temporary directory that Orbax ignores; a checkpoint that cannot be
 read is skipped with a warning in favour of the previous one, and nothing is ever deleted
@@ -40,7 +46,7 @@ def abstract(tree: Any) -> Any:
 class Checkpointer:
   """A thin, opinionated wrapper over `orbax.checkpoint.CheckpointManager`."""
 
-  def __init__(self, directory: str, *, max_to_keep: int = 2, async_save: bool = True,
+  def __init__(self, directory: str, *, max_to_keep: int | None = 2, async_save: bool = True,
                read_only: bool = False):
     self.directory = _abs(directory)
     options = ocp.CheckpointManagerOptions(
@@ -127,13 +133,71 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.join(workdir, "checkpoints")
 
 
+def snapshot_dir(workdir: str) -> str:
+  return os.path.join(workdir, "snapshots")
+
+
+def snapshot_steps(config) -> tuple[int, ...]:
+  """`config.checkpoint.snapshot_steps` as sorted ints (empty when the field is absent)."""
+  steps = config.checkpoint.get("snapshot_steps", ()) or ()
+  return tuple(sorted({int(s) for s in steps}))
+
+
+def validate_snapshot_steps(config, steps_per_chunk: int, total_steps: int) -> None:
+  """Snapshots are written at chunk ends, so each step must be one (checked before compiling)."""
+  for s in snapshot_steps(config):
+    if s <= 0 or s % steps_per_chunk or s > total_steps:
+      near = max(steps_per_chunk, round(s / steps_per_chunk) * steps_per_chunk)
+      raise UserError(
+          f"config.checkpoint.snapshot_steps holds {s}, which is not a chunk boundary in "
+          f"(0, {total_steps:,}]; use multiples of env.num_envs * log.chunk_iterations = "
+          f"{steps_per_chunk:,} (e.g. {min(near, total_steps)}).")
+
+
+def snapshot_due(config, prev_steps: int, steps: int) -> bool:
+  """Whether a snapshot step lies in `(prev_steps, steps]` (the chunk just run)."""
+  return any(prev_steps < s <= steps for s in snapshot_steps(config))
+
+
+def checkpointers(workdir: str, config) -> tuple[Checkpointer, Checkpointer | None]:
+  """The rolling manager (`checkpoint.keep`) and the snapshot one (None if none asked)."""
+  rolling = Checkpointer(checkpoint_dir(workdir), max_to_keep=config.checkpoint.keep)
+  snaps = (Checkpointer(snapshot_dir(workdir), max_to_keep=None)
+           if snapshot_steps(config) else None)
+  return rolling, snaps
+
+
+def save_snapshot(snaps: Checkpointer, step: int, encoder: Any, meta: dict) -> None:
+  """A permanent encoder snapshot (state = the encoder: no optimiser, no replay)."""
+  snaps.save(step, state={"encoder": encoder}, meta=dict(meta, snapshot=True), encoder=encoder)
+
+
+def all_encoder_steps(workdir: str) -> list[int]:
+  """Every step with an encoder on disk: rolling checkpoints and snapshots together."""
+  steps = set()
+  for directory in (checkpoint_dir(workdir), snapshot_dir(workdir)):
+    if os.path.isdir(directory):
+      steps.update(Checkpointer(directory, read_only=True).all_steps())
+  return sorted(steps)
+
+
 def restore_encoder(workdir: str, step: int | None = None) -> tuple[int, Any, dict] | None:
   """Restores only `(step, encoder_variables, meta)` from a run's workdir.
 
   Returns None if the workdir has no checkpoint. Falls back to older checkpoints when the
-  newest cannot be read, like `Checkpointer.restore`.
+  newest cannot be read, like `Checkpointer.restore`. A `step` the rolling checkpoints do
+  not hold is looked up in the permanent snapshots (`DIR/snapshots/`); with no rolling
+  checkpoint at all, the newest snapshot stands in for the latest.
   """
   directory = checkpoint_dir(workdir)
+  snap_directory = snapshot_dir(workdir)
+  if os.path.isdir(snap_directory):
+    snap_steps = Checkpointer(snap_directory, read_only=True).all_steps()
+    rolling = (Checkpointer(directory, read_only=True).all_steps()
+               if os.path.isdir(directory) else [])
+    if snap_steps and ((step is not None and step not in rolling and step in snap_steps)
+                       or (step is None and not rolling)):
+      directory = snap_directory
   if not os.path.isdir(directory) and "://" not in directory:
     return None
   ckpt = Checkpointer(directory, read_only=True)
@@ -141,7 +205,8 @@ def restore_encoder(workdir: str, step: int | None = None) -> tuple[int, Any, di
   if not steps:
     return None
   if step is not None and step not in steps:
-    raise UserError(f"no checkpoint for step {step} in {directory} (it has {steps}); "
+    raise UserError(f"no checkpoint for step {step} in {directory} (it has {steps}; "
+                    f"all encoder steps incl. snapshots: {all_encoder_steps(workdir)}); "
                     "set --config.step to one of those or -1 for the latest.")
   errors = []
   for s in ([step] if step is not None else steps[::-1]):

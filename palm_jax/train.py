@@ -2,6 +2,10 @@
 
     python -m palm_jax.main --config=configs/cifar10.py --workdir=DIR
 
+With `simsiam.pairs` in ("real", "real_aug") nothing comes from the environment, so the
+run is offline SimSiam on `simsiam.real_data` (`representation/offline.py`): same budget,
+same checkpoint layout, no generator, SAC or replay.
+
 Host loop, big_vision style: validate the config, build the generator (load, build at
 random, or train one first), initialise or resume the state, then run jitted chunks of
 `config.log.chunk_iterations` iterations (see `palm_step`), syncing with the device only
@@ -10,6 +14,7 @@ between chunks to log, write rollout grids and checkpoint. Outputs in DIR:
     metrics.jsonl, tb/        scalars per chunk (`step` = environment steps so far)
     rollouts/*.png            rows = trajectories, columns = time
     checkpoints/<step>/       Orbax: state, encoder, replay (optional), meta
+    snapshots/<step>/         permanent encoder snapshots at `checkpoint.snapshot_steps`
     eval/linear_eval.json     linear probe at the end when `config.eval.train` is set
 """
 from __future__ import annotations
@@ -24,11 +29,14 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from palm_jax import budget
 from palm_jax import checkpoint as ckpt_lib
+from palm_jax import exploration
 from palm_jax import images, metrics as metrics_lib, palm_step, replay as replay_lib, sharding
 from palm_jax.agents import sac
 from palm_jax.envs.latent_env import EnvParams, LatentEnv
 from palm_jax.errors import UserError, require
+from palm_jax.representation import offline
 from palm_jax.representation import pairs as pairs_lib
 from palm_jax.representation import simsiam
 from palm_jax.rewards import apt
@@ -54,9 +62,12 @@ def validate(config, mesh) -> None:
   require(agent.action_source in ("policy", "random"),
           f"config.agent.action_source={agent.action_source!r} must be 'policy' or "
           "'random'.")
-  require(config.simsiam.pairs in pairs_lib.PAIR_SOURCES,
+  require(config.simsiam.pairs in pairs_lib.PAIR_SOURCES + offline.OFFLINE_PAIRS[1:],
           f"config.simsiam.pairs={config.simsiam.pairs!r} must be one of "
-          f"{pairs_lib.PAIR_SOURCES}.")
+          f"{pairs_lib.PAIR_SOURCES + offline.OFFLINE_PAIRS[1:]}.")
+  require(config.simsiam.pairs not in offline.OFFLINE_PAIRS or config.simsiam.real_data,
+          f"config.simsiam.pairs={config.simsiam.pairs!r} needs config.simsiam.real_data, a "
+          "dataset spec such as npz:../shared/data/cifar_subset/cifar10_train_partial.npz.")
   require(config.simsiam.pairs != "real" or config.simsiam.real_data,
           "config.simsiam.pairs='real' needs config.simsiam.real_data, a dataset spec such "
           "as tfds:cifar10:train.")
@@ -71,6 +82,7 @@ def validate(config, mesh) -> None:
           f"steps of all environments ({2 * env.num_envs}) so the replay holds transitions.")
   require(agent.updates_per_step >= 1,
           f"config.agent.updates_per_step={agent.updates_per_step} must be at least 1.")
+  budget.updates_per_step(config)  # samples_per_frame must give a whole number of updates
   require(config.loop in palm_step.LOOPS,
           f"config.loop={config.loop!r} must be one of {palm_step.LOOPS}.")
   require(config.log.chunk_iterations >= 1,
@@ -122,6 +134,8 @@ def _sac_config(config) -> sac.SACConfig:
 def _simsiam_config(config, total_updates: int) -> simsiam.SimSiamConfig:
   fields = {k: v for k, v in config.simsiam.to_dict().items()
             if k not in ("pairs", "perturb_std", "real_data")}
+  if config.simsiam.pairs == "real_aug":  # two views of one image: augmentation is the pair
+    fields["augment"] = True
   return simsiam.as_simsiam_config(dict(fields, batch_size=config.batch_size,
                                         total_steps=max(total_updates, 1)))
 
@@ -140,8 +154,9 @@ class Plan:
     iters = math.ceil(config.total_env_steps / n)
     self.total_iterations = math.ceil(iters / self.chunk) * self.chunk
     self.warmup_iterations = math.ceil(config.agent.warmup_env_steps / n)
+    self.updates_per_step = budget.updates_per_step(config)
     self.total_updates = (max(self.total_iterations - self.warmup_iterations, 0)
-                          * config.agent.updates_per_step)
+                          * self.updates_per_step)
     self.env_steps_per_iteration = n
 
 
@@ -152,7 +167,7 @@ def build(config, mesh, gen, plan: Plan):
                   noise_mode=config.env.noise_mode)
   step_cfg = palm_step.StepConfig(
       num_envs=config.env.num_envs, batch_size=config.batch_size,
-      updates_per_step=config.agent.updates_per_step,
+      updates_per_step=plan.updates_per_step,
       warmup_iterations=plan.warmup_iterations, action_source=config.agent.action_source,
       pairs=config.simsiam.pairs, perturb_std=float(config.simsiam.perturb_std),
       knn_k=config.reward.k, knn_average=config.reward.average,
@@ -203,10 +218,20 @@ def _encoder_meta(ss_cfg) -> dict:
           "zero_init_residual": ss_cfg.zero_init_residual}
 
 
+def _meta(config, ss_cfg, env_steps) -> dict:
+  iteration = int(env_steps // config.env.num_envs)
+  updates = max(iteration - math.ceil(config.agent.warmup_env_steps / config.env.num_envs),
+                0) * budget.updates_per_step(config)
+  # `lr_schedule`/`simsiam_total_updates` say what a snapshot is: under "cosine" a point of
+  # one schedule of that many updates, under "constant" the same as a shorter run.
+  return {"job": "palm", "config": config.to_dict(), "env_steps": int(env_steps),
+          "iteration": iteration, "encoder": _encoder_meta(ss_cfg),
+          "simsiam_updates": updates, "simsiam_total_updates": ss_cfg.total_steps,
+          "lr_schedule": ss_cfg.schedule}
+
+
 def _save(ckpt, env_steps, state, replay, config, ss_cfg, save_replay: bool) -> None:
-  meta = {"job": "palm", "config": config.to_dict(), "env_steps": int(env_steps),
-          "iteration": int(env_steps // config.env.num_envs),
-          "encoder": _encoder_meta(ss_cfg)}
+  meta = _meta(config, ss_cfg, env_steps)
   ckpt.save(env_steps, state=state, meta=meta, encoder=simsiam.encoder_variables(state.simsiam),
             replay=replay if save_replay else None)
 
@@ -227,6 +252,11 @@ def train(config, workdir: str) -> TrainResult:
   mesh = sharding.make_mesh()
   validate(config, mesh)
   plan = Plan(config)
+  ckpt_lib.validate_snapshot_steps(config, plan.chunk * plan.env_steps_per_iteration,
+                                   plan.total_iterations * plan.env_steps_per_iteration)
+  budget.log_budget(config, plan.total_iterations, plan.warmup_iterations)
+  if offline.is_offline(config):
+    return _train_offline(config, workdir, plan, mesh)
   gen = load_env_generator(config, workdir)
   env, step_cfg, init_fn, shardings, ss_cfg = build(config, mesh, gen, plan)
   gen_vars = sharding.host_to_global(gen.variables, mesh, sharded=False)
@@ -237,8 +267,7 @@ def train(config, workdir: str) -> TrainResult:
                config.env.num_envs, mesh.size, plan.total_iterations,
                plan.env_steps_per_iteration)
   root_key = np.asarray(jax.random.PRNGKey(config.seed))  # host value: same on every process
-  ckpt = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(workdir),
-                               max_to_keep=config.checkpoint.keep)
+  ckpt, snaps = ckpt_lib.checkpointers(workdir, config)
   save_replay = bool(config.checkpoint.save_replay)
   # Restore into shapes alone, so a resume never holds a fresh state and replay beside the
   # restored ones (the replay is gigabytes).
@@ -263,6 +292,7 @@ def train(config, workdir: str) -> TrainResult:
   chunk_fn = palm_step.make_chunk(step_cfg, env, mesh, plan.chunk, *shardings, loop=loop)
   rollout_fn = palm_step.make_rollout(env, config.log.rollout_rows,
                                       config.env.episode_length, config.agent.action_source)
+  explore_fn = _explore_fn(config, env, mesh)
   host_metrics: dict = {}
   chunks_done = iteration // plan.chunk
   while iteration < plan.total_iterations:
@@ -271,6 +301,10 @@ def train(config, workdir: str) -> TrainResult:
     iteration += plan.chunk
     chunks_done += 1
     env_steps = iteration * plan.env_steps_per_iteration
+    if explore_fn is not None:  # once per chunk, on a small batch (exploration.py)
+      key = jax.random.fold_in(jax.random.PRNGKey(config.seed + 7919), env_steps)
+      chunk_metrics = dict(chunk_metrics, **explore_fn(state, replay, gen_vars, env_params,
+                                                       key))
     host_metrics = {k: float(v) for k, v in sharding.to_host(chunk_metrics).items()}
     _check_finite(host_metrics, env_steps, ckpt)
     rate = progress.update(env_steps)["rate"]
@@ -283,12 +317,41 @@ def train(config, workdir: str) -> TrainResult:
       _write_rollouts(workdir, writer, rollout_fn, state, gen_vars, env_params, env_steps)
     if chunks_done % config.checkpoint.every_chunks == 0 or last:
       _save(ckpt, env_steps, state, replay, config, ss_cfg, save_replay)
+    if snaps is not None and ckpt_lib.snapshot_due(
+        config, env_steps - plan.chunk * plan.env_steps_per_iteration, env_steps):
+      ckpt_lib.save_snapshot(snaps, env_steps, simsiam.encoder_variables(state.simsiam),
+                             _meta(config, ss_cfg, env_steps))
   ckpt.close()
+  if snaps is not None:
+    snaps.close()
   writer.flush()
   if config.eval.get("train"):
     host_metrics.update(_final_linear_eval(config, workdir, state, ss_cfg, env_steps, mesh))
   writer.close()
   return TrainResult(state=state, metrics=host_metrics)
+
+
+def _explore_fn(config, env, mesh):
+  """The per-chunk exploration metrics (None when `config.log.explore_envs` is 0)."""
+  m = int(config.log.get("explore_envs", 0) or 0)
+  if m <= 0:
+    return None
+  sharding.check_divisible("log.explore_envs", m, mesh)
+  return exploration.make_explore_metrics(
+      env, mesh, num_envs=m, episode_length=config.env.episode_length,
+      batch_size=config.batch_size, knn_k=config.reward.k, knn_average=config.reward.average,
+      knn_clip=float(config.reward.clip), policy=config.agent.action_source == "policy")
+
+
+def _train_offline(config, workdir, plan, mesh) -> TrainResult:
+  """SimSiam on real images only (pairs real / real_aug): see representation/offline.py."""
+  ss_cfg = _simsiam_config(config, plan.total_updates)
+  final_eval = lambda ss_state, steps: _final_linear_eval(  # noqa: E731
+      config, workdir, ss_state, ss_cfg, steps, mesh)
+  ss_state, metrics = offline.train_offline(
+      config, workdir, plan, ss_cfg, meta_fn=lambda steps: _meta(config, ss_cfg, steps),
+      final_eval=final_eval)
+  return TrainResult(state=ss_state, metrics=metrics)
 
 
 def _write_rollouts(workdir, writer, rollout_fn, state, gen_vars, env_params, env_steps):
@@ -303,7 +366,8 @@ def _write_rollouts(workdir, writer, rollout_fn, state, gen_vars, env_params, en
 def _final_linear_eval(config, workdir, state, ss_cfg, env_steps, mesh) -> dict:
   """The linear probe of the final encoder on `config.eval` data (eval/linear_eval.json)."""
   from palm_jax.evaluation import features, linear_eval  # pylint: disable=g-import-not-at-top
-  encoder = features.from_variables(simsiam.encoder_variables(state.simsiam),
+  ss_state = state if isinstance(state, simsiam.SimSiamState) else state.simsiam
+  encoder = features.from_variables(simsiam.encoder_variables(ss_state),
                                     _encoder_meta(ss_cfg), step=env_steps)
   result = linear_eval.evaluate_linear(encoder, config.eval.train, config.eval.test,
                                        seed=config.seed, mesh=mesh)

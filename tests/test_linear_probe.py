@@ -61,3 +61,27 @@ def test_probe_errors():
     lp.fit_linear_probe(x, y, 4, holdout_fraction=1.0)
   with pytest.raises(UserError, match="non-negative"):
     lp.fit_linear_probe(x, y, 4, weight_decays=(-1.0,))
+
+
+def test_kfold_choice_is_deterministic_and_picks_the_right_lambda():
+  # Clean blobs: any real fit beats the huge λ = 100, which shrinks W to ~0 (chance).
+  x, y = _blobs(3, 200, dim=8)
+  grid = (1e-3, 100.0)
+  _, fit = lp.fit_linear_probe(x, y, 4, weight_decays=grid, folds=4, max_iter=100, seed=0)
+  _, again = lp.fit_linear_probe(x, y, 4, weight_decays=grid, folds=4, max_iter=100, seed=0)
+  assert fit.weight_decay == again.weight_decay == pytest.approx(1e-3)
+  np.testing.assert_array_equal(fit.holdout_top1, again.holdout_top1)
+  assert fit.holdout_top1[0] > 0.95 > fit.holdout_top1[1]
+  # Pure-noise features, 70/30 labels: a weak λ overfits 8 noise dimensions on 50 rows
+  # per fold; the strong one predicts the majority class (CV top-1 = 0.7). k-fold picks it.
+  rng = np.random.default_rng(4)
+  noise = rng.normal(size=(200, 8)).astype(np.float32)
+  labels = (np.arange(200) % 10 < 3).astype(np.int32)
+  _, fit = lp.fit_linear_probe(noise, labels, 4, weight_decays=grid, folds=4, max_iter=100,
+                               seed=0)
+  assert fit.weight_decay == pytest.approx(100.0)
+  assert fit.holdout_top1[1] == pytest.approx(0.7, abs=1e-6)
+  assert fit.holdout_top1[0] < 0.7
+  # Every row is held out exactly once across the folds.
+  masks = lp.fold_masks(200, 4, 0.1, seed=0)
+  np.testing.assert_array_equal(masks.sum(0), np.ones(200))

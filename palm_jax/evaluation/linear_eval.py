@@ -70,6 +70,7 @@ def probe_settings(probe: Mapping[str, Any] | None) -> dict:
   return {"weight_decays": tuple(probe.get("weight_decays",
                                            linear_probe.DEFAULT_WEIGHT_DECAYS)),
           "holdout_fraction": float(probe.get("holdout_fraction", 0.1)),
+          "folds": int(probe.get("folds", 5)),
           "max_iter": int(probe.get("max_iter", 1000)), "tol": float(probe.get("tol", 1e-5))}
 
 

@@ -12,6 +12,10 @@ Optimiser (SimSiam's `main_simsiam.py`): SGD with momentum 0.9 and weight decay 
 every parameter (PyTorch's coupled form, `g ← g + wd·θ` before momentum), learning rate
 `base_lr · batch / 256` on a cosine schedule `lr_t = lr_0 · ½ (1 + cos(π t / T))` over
 `T = total_steps` updates (0 after); with `fix_pred_lr` the predictor keeps `lr_0`.
+`schedule="constant"` keeps `lr_0` throughout instead: then an encoder saved after `t`
+updates is what a run of `t` updates would have produced, which is what a curve over
+permanent snapshots (sample-size curves, paper Fig. 6) should mean. Under the cosine
+schedule an intermediate snapshot is a point of one long schedule, not a shorter run.
 
 The two views go through the network separately, as in the reference, so BatchNorm
 normalises each view with its own statistics and the running averages are updated twice
@@ -37,6 +41,7 @@ from palm_jax.models.resnet import ResNet, infer_resnet
 from palm_jax.representation.augment import augment
 
 _DTYPES = ("float32", "bfloat16", "float16")
+SCHEDULES = ("cosine", "constant")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +65,7 @@ class SimSiamConfig:
   fix_pred_lr: bool = False      # keep the predictor's lr constant (SimSiam's --fix-pred-lr)
   total_steps: int = 0           # updates of the cosine schedule (or pass total_steps=)
   augment: bool = False          # apply SimSiam's CIFAR augmentations to both views
+  schedule: str = "cosine"       # "cosine" (SimSiam) or "constant" (lr_0 throughout)
 
   @property
   def feature_dim(self) -> int:
@@ -100,6 +106,8 @@ def as_simsiam_config(config: Any) -> SimSiamConfig:
             f"simsiam.{name}={getattr(cfg, name)} must be a positive integer.")
   require(cfg.dtype in _DTYPES,
           f"simsiam.dtype={cfg.dtype!r} is not supported; use one of {_DTYPES}.")
+  require(cfg.schedule in SCHEDULES, f"simsiam.schedule={cfg.schedule!r} must be one of "
+                                    f"{SCHEDULES}.")
   require(cfg.base_lr > 0, f"simsiam.base_lr={cfg.base_lr} must be positive (e.g. 0.03).")
   require(0 <= cfg.momentum < 1, f"simsiam.momentum={cfg.momentum} must be in [0, 1).")
   require(cfg.weight_decay >= 0,
@@ -145,11 +153,17 @@ def make_model(config: Any) -> SimSiamModel:
 
 
 def make_schedule(config: Any, total_steps: int) -> optax.Schedule:
-  """`lr_t = lr_0 · ½ (1 + cos(π min(t, T) / T))`, `lr_0 = base_lr · batch_size / 256`."""
+  """`lr_t = lr_0 · ½ (1 + cos(π min(t, T) / T))`, `lr_0 = base_lr · batch_size / 256`.
+
+  With `schedule="constant"`: `lr_t = lr_0`.
+  """
   cfg = as_simsiam_config(config)
   require(int(total_steps) >= 1,
           f"SimSiam total_steps={total_steps} must be a positive number of updates; set "
           f"simsiam.total_steps or pass total_steps= (the number of SimSiam updates).")
+  if cfg.schedule == "constant":
+    init_lr = cfg.init_lr
+    return lambda step: jnp.full(jnp.shape(step), init_lr, jnp.float32)
   return optax.cosine_decay_schedule(cfg.init_lr, decay_steps=int(total_steps), alpha=0.0)
 
 

@@ -1,0 +1,74 @@
+r"""PALM at laptop scale on the real CIFAR-10 subset: the base of the mini study (issue 10).
+
+    # the generator, made once (~15-30 min on 2 CPU cores; the exact command is in
+    # BENCHMARKS.md, "Does PALM learn?"), then:
+    python -m palm_jax.main --config=configs/mini.py --workdir=runs/mini_palm \
+        --config.generator=/work/study/gan_subset/generator.npz
+
+Everything is configs/cifar10.py's (the paper's method) except the sizes: 128 envs of
+20-frame episodes on a small conditional StyleGAN2-ADA trained on the 5,170-image CIFAR-10
+subset, a CIFAR ResNet with one block per stage and width 16 (128-d features), batch 128,
+SAC MLPs of 256. Budget: 625 iterations of 64 envs (40,000 frames), 10 of them warm-up,
+1 update per iteration -> 615 SimSiam updates (each frame sampled ~2x): issue 10's
+measured point where SimSiam with augmentation at base_lr 0.24 already beat a random
+encoder on this subset (34.4 % vs 31.1 +- 0.9; 37.2 % after 990 updates), and what a
+machine shared by five engineers affords per member (`--config.total_env_steps=65600`
+gives 1,015 updates). base_lr 0.24 (lr 0.12 at batch 128): at SimSiam's 0.03 615 updates
+gained nothing (31.4 %), so a short schedule needs the higher lr.
+
+The study's variants (configs/sweeps/mini_paper.py) change one field each:
+PALM + random actions (agent.action_source=random), beta=0, alpha=0, static PALM
+(simsiam.pairs=real), SimSiam on real images (simsiam.pairs=real_aug). The in-run probe is
+off (eval.train=""): the study evaluates every member with configs/ood_eval.py instead
+(linear probe top-1 and OOD AUROC from one feature pass).
+"""
+import pathlib
+import runpy
+
+_HERE = pathlib.Path(__file__).resolve().parent
+SUBSET = _HERE.parent.parent / "shared" / "data" / "cifar_subset"
+GENERATOR = "/work/study/gan_subset/generator.npz"  # override with --config.generator
+
+
+def get_config(arg: str | None = None):
+  """`arg`: None (the subset GAN at GENERATOR) or "random" (an untrained generator of the
+  same architecture: no GAN needed; what temporal pairs give without a trained world)."""
+  c = runpy.run_path(str(_HERE / "cifar10.py"))["get_config"]()
+  c.generator = GENERATOR
+  if arg == "random":
+    c.generator = "random"
+    c.generator_kwargs = dict(  # the subset GAN's architecture (BENCHMARKS.md command)
+        z_dim=64, c_dim=10, w_dim=64, img_resolution=32, img_channels=3,
+        mapping_kwargs=dict(num_layers=2),
+        synthesis_kwargs=dict(channel_base=2048, channel_max=64, conv_clamp=256))
+  elif arg:
+    raise ValueError(f"unknown config argument {arg!r}; give none or ':random'.")
+  c.generator_dtype = "float32"            # CPU: float32 is the fast path
+  c.total_env_steps = 625 * 64             # 25 chunks of 25 iterations of 64 envs
+  c.env.num_envs = 64                      # few envs: the generator is a third of the cost
+  c.agent.warmup_env_steps = 10 * 64       # 10 iterations of uniform actions first
+  c.agent.updates_per_step = 1             # 615 updates; 2 samples per frame
+  c.agent.actor_hidden = (256, 256)
+  c.agent.critic_hidden = (256, 256)
+  c.agent.dtype = "float32"
+  c.batch_size = 128
+  c.simsiam.stage_sizes = (1, 1, 1, 1)     # a ResNet-10-like encoder, 128-d features
+  c.simsiam.width = 16
+  c.simsiam.proj_hidden_dim = 512
+  c.simsiam.proj_dim = 512
+  c.simsiam.pred_hidden_dim = 128
+  c.simsiam.base_lr = 0.24                 # see the docstring
+  c.simsiam.dtype = "float32"
+  c.simsiam.real_data = f"npz:{SUBSET / 'cifar10_train_partial.npz'}"  # real/real_aug
+  c.replay.capacity = 40_000               # the whole run (~120 MB of frames)
+  c.replay.action_dtype = "float32"
+  c.log.rollout_every_chunks = 0           # no rollout grids (CPU time)
+  c.log.explore_envs = 16                  # 2 x 16 fresh episodes per chunk (~10 % time)
+  c.checkpoint.every_chunks = 20
+  c.checkpoint.save_replay = False         # the study never resumes mid-run on purpose
+  # Every 5 chunks (115, 240, 365, 490, 615 updates): a curve, and a usable encoder even
+  # when a run is cut short on a busy machine.
+  c.checkpoint.snapshot_steps = (8000, 16000, 24000, 32000, 40000)
+  c.eval.train = ""                        # evaluated by configs/ood_eval.py afterwards
+  c.eval.test = ""
+  return c
