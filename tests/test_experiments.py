@@ -106,6 +106,8 @@ def test_expansion_names_order_and_resolved_configs(fake_jobs, tmp_path):
                                        "--config.agent.action_source=random",
                                        "--config.env.alpha=0.5", "--config.seed=0"]
   assert [s.name for s in m.stages] == ["train", "probe"]
+  bare = spec.expand(_sweep(tmp_path, evals=("ood_eval",)), str(tmp_path / "w"))[0]
+  assert bare.stages[1].config_file == os.path.join(ROOT, "configs", "ood_eval.py")
   # Values that only round-trip through the flag parser when encoded right.
   c = spec.resolve(train.config_file, (("sizes", (2, 3)), ("flag", True), ("fail", "a,b c")))
   assert (c.sizes, c.flag, c.fail) == ((2, 3), True, "a,b c")
@@ -231,6 +233,29 @@ def test_aggregation_matches_hand_computation_and_lists_failures(fake_jobs, tmp_
   with pytest.raises(UserError, match="not one of the sweep's axes"):
     plots.plot(result["rows"], ["env.alpha", "seed"], f"{workdir}/plots", kind="heatmap",
                metric="linear_eval/test_top1", x="env.beta", y="env.alpha")
+
+
+def test_heatmap_cells_are_seed_means(tmp_path):
+  """Fig 5's grid: cell (alpha, beta) = mean/std/n over seeds; an all-failed cell is n=0."""
+  values = {(0.0, 0.5): [0.30, 0.32], (0.0, 0.95): [0.40], (0.5, 0.5): [0.2, 0.4],
+            (0.5, 0.95): []}
+  rows = []
+  for (a, b), vals in values.items():
+    for seed in range(2):
+      rows.append({"member": f"a{a}b{b}s{seed}", "condition": f"alpha={a}__beta={b}",
+                   "variant": "", "alpha": a, "beta": b, "seed": seed,
+                   "metric": "linear_eval/test_top1", "dataset": "", "step": 1,
+                   "value": vals[seed] if seed < len(vals) else "", "status": "done",
+                   "error": ""})
+  xs, ys, stats = plots.heatmap_grid(rows, "beta", "alpha")
+  assert (xs, ys) == ([0.5, 0.95], [0.0, 0.5])
+  assert stats[0][0][0] == pytest.approx(0.31) and stats[0][0][1] == pytest.approx(
+      math.sqrt(2 * 0.01 ** 2)) and stats[0][0][2] == 2
+  assert stats[0][1][0] == pytest.approx(0.40) and stats[0][1][2] == 1
+  assert stats[1][0][1] == pytest.approx(math.sqrt(0.02)) and stats[1][1][2] == 0
+  path = plots.plot(rows, ["env.alpha", "env.beta", "seed"], str(tmp_path), kind="heatmap",
+                    metric="linear_eval/test_top1", x="env.beta", y="env.alpha")
+  assert path.endswith("heatmap_linear_eval-test_top1.png") and os.path.getsize(path) > 5000
 
 
 def test_slurm_array_and_tpu_command_list(fake_jobs, tmp_path):

@@ -14,8 +14,8 @@ Each value keeps the file's `dataset` and `step` fields, so a curve over snapsho
 file per step) stays one metric with several steps. Duplicates of (metric, dataset, step)
 keep the first file in sorted order.
 
-results.csv: one row per member and metric: member, variant, every axis (seed included),
-metric, dataset, step, value, status, error. A member without a value for a metric that
+results.csv: one row per member and metric: member, variant, every axis, seed (an axis, or
+the member config's), metric, dataset, step, value, status, error. A member without a value for a metric that
 others have (failed, missing, still running) gets a row with an empty value and its status:
 it is listed, never dropped.
 
@@ -116,6 +116,8 @@ def collect(members: Sequence[spec_lib.Member]) -> tuple[list[dict], list[str]]:
   for m, status, error, metrics in per_member:
     base = {"member": m.name, "condition": m.condition, "variant": m.variant,
             **{labels[k]: v for k, v in m.axes}}
+    if spec_lib.SEED_KEY not in labels:  # no seed axis: the seed the member's config has
+      base[spec_lib.SEED_KEY] = _config_seed(m.workdir)
     have = {(r["metric"], r["dataset"], r["step"]): r for r in metrics}
     keys = all_metrics or [("", "", None)]
     for key in keys:
@@ -124,7 +126,17 @@ def collect(members: Sequence[spec_lib.Member]) -> tuple[list[dict], list[str]]:
                    "step": "" if key[2] is None else key[2],
                    "value": "" if r is None else r["value"], "status": status,
                    "error": error})
-  return rows, list(labels.values())
+  columns = list(labels.values())
+  return rows, columns + ([] if spec_lib.SEED_KEY in labels else [spec_lib.SEED_KEY])
+
+
+def _config_seed(member_dir: str):
+  """`seed` of the member's training config (member.json), "" when unknown."""
+  try:
+    with open(os.path.join(member_dir, runner.MEMBER_FILE)) as f:
+      return json.load(f)["stages"][0]["config"].get(spec_lib.SEED_KEY, "")
+  except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+    return ""
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float, int]:

@@ -31,8 +31,8 @@ from palm_jax.experiments import spec as spec_lib
 
 
 def _python_cmd(stage: spec_lib.Stage, workdir: str) -> str:
-  # "$PYTHON" is expanded when the line runs (launch/slurm_array.sbatch exports it).
-  return '"$PYTHON" -m palm_jax.main ' + " ".join(
+  # $PYTHON is expanded when the line runs (launch/slurm_array.sbatch exports the venv's).
+  return '"${PYTHON:-python}" -m palm_jax.main ' + " ".join(
       shlex.quote(a) for a in stage.argv(workdir))
 
 

@@ -4,12 +4,13 @@
            seeds of `metric`, error bar = sample std (ddof = 1), "n=<seeds>" above each bar
   heatmap  Fig 5: rows = values of axis `y` (e.g. env.alpha), columns = values of axis `x`
            (e.g. env.beta), cell = mean over seeds, annotated "mean\\n± std"; one heat map
-           per remaining condition (e.g. per variant); a cell without values stays blank
+           per remaining condition (e.g. per variant); a cell without values is blank, "n=0"
   curve    Fig 6: x = values of axis `x` (e.g. total_env_steps), or "step" for the eval
            files' snapshot step; one line per remaining condition, band = ± sample std
 
 Written to WORKDIR/plots/<kind>_<metric>.png with matplotlib's Agg backend (no display).
-Values come from the rows that have one; members without a value only lower n.
+Values come from the rows that have one; members without a value lower n, and a bar or
+cell whose members all lack it is still drawn, marked n=0 (never dropped).
 """
 from __future__ import annotations
 
@@ -63,6 +64,16 @@ def _sorted_unique(values):
     return out
 
 
+def heatmap_grid(rows: Sequence[dict], lx: str, ly: str):
+  """(x values, y values, [[(mean, std, n)] per x] per y) over the rows' values."""
+  xs = _sorted_unique([r[lx] for r in rows])
+  ys = _sorted_unique([r[ly] for r in rows])
+  stats = [[aggregate_lib.mean_std([float(r["value"]) for r in rows
+                                    if r[lx] == xv and r[ly] == yv and r["value"] != ""])
+            for xv in xs] for yv in ys]
+  return xs, ys, stats
+
+
 def plot(rows: Sequence[dict], axis_keys: Sequence[str], out_dir: str, *, kind: str,
          metric: str, x: str = "", y: str = "", title: str = "") -> str | None:
   """Draws one figure of `kind`; returns its path (None when no member has the metric)."""
@@ -77,12 +88,15 @@ def plot(rows: Sequence[dict], axis_keys: Sequence[str], out_dir: str, *, kind: 
   path = os.path.join(out_dir, f"{kind}_{spec_lib.format_value(metric)}.png")
   if kind == "bar":
     groups: dict = {}
-    for r in have:
-      groups.setdefault(r["condition"] or "all", []).append(float(r["value"]))
+    for r in rows:  # a condition without any value keeps its place, drawn as "n=0"
+      if r["metric"] == metric:
+        values = groups.setdefault(r["condition"] or "all", [])
+        if r["value"] != "":
+          values.append(float(r["value"]))
     names = list(groups)
     stats = [aggregate_lib.mean_std(groups[n]) for n in names]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(names) + 1.5), 4.0))
-    means = [s[0] for s in stats]
+    means = [0.0 if math.isnan(s[0]) else s[0] for s in stats]
     errs = [0.0 if math.isnan(s[1]) else s[1] for s in stats]
     ax.bar(range(len(names)), means, yerr=errs, capsize=4, color="#4c72b0")
     for i, (m, e, s) in enumerate(zip(means, errs, stats)):
@@ -93,21 +107,19 @@ def plot(rows: Sequence[dict], axis_keys: Sequence[str], out_dir: str, *, kind: 
   elif kind == "heatmap":
     lx, ly = _label(x, axis_keys), _label(y, axis_keys)
     panels: dict = {}
-    for r in have:
-      panels.setdefault(_rest(r, (lx, ly), labels), []).append(r)
+    for r in rows:  # every row, so that a cell whose members all failed shows n=0
+      if r["metric"] == metric:
+        panels.setdefault(_rest(r, (lx, ly), labels), []).append(r)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.0), squeeze=False)
     for ax, (panel, prs) in zip(axes[0], panels.items()):
-      xs = _sorted_unique([r[lx] for r in prs])
-      ys = _sorted_unique([r[ly] for r in prs])
-      grid = [[math.nan] * len(xs) for _ in ys]
-      for i, yv in enumerate(ys):
-        for j, xv in enumerate(xs):
-          vals = [float(r["value"]) for r in prs if r[lx] == xv and r[ly] == yv]
-          mean, std, n = aggregate_lib.mean_std(vals)
-          grid[i][j] = mean
-          if n:
-            ax.text(j, i, f"{mean:.3f}" + ("" if math.isnan(std) else f"\n± {std:.3f}"),
-                    ha="center", va="center", fontsize=7, color="white")
+      xs, ys, stats = heatmap_grid(prs, lx, ly)
+      grid = [[cell[0] for cell in row] for row in stats]
+      for i, row in enumerate(stats):
+        for j, (mean, std, n) in enumerate(row):
+          text = "n=0" if not n else f"{mean:.3f}" + ("" if math.isnan(std) else
+                                                      f"\n± {std:.3f}")
+          ax.text(j, i, text, ha="center", va="center", fontsize=7,
+                  color="white" if n else "black")
       image = ax.imshow(grid, origin="lower", cmap="viridis", aspect="auto")
       ax.set_xticks(range(len(xs)))
       ax.set_xticklabels([spec_lib.format_value(v) for v in xs])

@@ -157,6 +157,9 @@ def run_member(member: spec_lib.Member, *, executor: str = "subprocess",
     if on_stage is not None:
       on_stage(member, stage.name)
     logging.info("sweep member %s: stage %s", member.name, stage.name)
+    if executor != "inprocess":
+      print(f"  {stage.name}: {os.path.join(member.workdir, 'logs', stage.name + '.log')}",
+            flush=True)
     t0 = time.time()
     if executor == "inprocess":
       error = _run_inprocess(stage, member)

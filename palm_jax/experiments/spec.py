@@ -11,6 +11,7 @@ A sweep config (`config.job = "sweep"`, see configs/sweeps/) names
     axes       (("env.alpha", (0.0, 0.5)), ("seed", (0, 1, 2)))  a grid: the product
     evals      (("linear_eval", "configs/linear_eval.py:smoke", {"probe.max_iter": 50}), ...)
                jobs run on each member's workdir after training, each with its own config
+               file and overrides; a bare name ("ood_eval") means configs/<name>.py
 
 Every member is variants × product(axes), in that order (the last axis varies fastest). Its
 name is `<variant>__<axis>=<value>__...` (the axis' last key component, e.g. `alpha=0.5`;
@@ -82,6 +83,9 @@ def flag_value(value: Any) -> str:
     return "True" if value else "False"
   if isinstance(value, (list, tuple)):
     return repr(tuple(value))
+  if hasattr(value, "items"):
+    raise UserError(f"a sweep override is a dict ({dict(value)!r}); a command line sets one "
+                    "field at a time, so name each field (e.g. 'generator_kwargs.z_dim').")
   if value is None:
     raise UserError("a sweep override is None; ml_collections cannot set None from a "
                     "command line, so give the field a value (e.g. '' or 0).")
@@ -213,6 +217,8 @@ def expand(config, workdir: str) -> list[Member]:
 
   evals = []
   for entry in tuple(config.get("evals") or ()):
+    if isinstance(entry, str):  # a bare job name: its config file in configs/
+      entry = (entry, f"configs/{entry}.py")
     require(isinstance(entry, (list, tuple)) and len(entry) in (2, 3),
             f"config.evals entry {entry!r} must be (name, config_file[:arg], {{overrides}}).")
     ename, efile = entry[0], entry[1]
