@@ -247,12 +247,16 @@ def test_heatmap_cells_are_seed_means(tmp_path):
                    "metric": "linear_eval/test_top1", "dataset": "", "step": 1,
                    "value": vals[seed] if seed < len(vals) else "", "status": "done",
                    "error": ""})
-  xs, ys, stats = plots.heatmap_grid(rows, "beta", "alpha")
+  xs, ys, stats = aggregate.grid_stats(rows, "beta", "alpha")
   assert (xs, ys) == ([0.5, 0.95], [0.0, 0.5])
   assert stats[0][0][0] == pytest.approx(0.31) and stats[0][0][1] == pytest.approx(
       math.sqrt(2 * 0.01 ** 2)) and stats[0][0][2] == 2
   assert stats[0][1][0] == pytest.approx(0.40) and stats[0][1][2] == 1
   assert stats[1][0][1] == pytest.approx(math.sqrt(0.02)) and stats[1][1][2] == 0
+  table = aggregate.matrix_markdown(rows, "linear_eval/test_top1", "beta", "alpha")
+  assert table[2:6] == ["| alpha / beta | 0.5 | 0.95 |", "|---|---|---|",
+                        "| 0 | 0.3100 ± 0.0141 (n=2) | 0.4000 ± – (n=1) |",
+                        "| 0.5 | 0.3000 ± 0.1414 (n=2) | – (n=0) |"]
   path = plots.plot(rows, ["env.alpha", "env.beta", "seed"], str(tmp_path), kind="heatmap",
                     metric="linear_eval/test_top1", x="env.beta", y="env.alpha")
   assert path.endswith("heatmap_linear_eval-test_top1.png") and os.path.getsize(path) > 5000

@@ -22,7 +22,8 @@ it is listed, never dropped.
 results.md: one table per metric family (linear_eval, ood), rows = conditions (member
 name without the seed, plus dataset/step when those vary), cells = mean ± std (n) over the
 seeds that have a value; std is the sample standard deviation (ddof = 1; "–" for n = 1).
-Then every member not done, with its status and error sentence.
+With `matrix` (sweep.py passes it for heat-map sweeps, Fig 5) a rows × columns table of one
+metric per variant. Then every member not done, with its status and error sentence.
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ import math
 import os
 from typing import Sequence
 
+from palm_jax.errors import require
 from palm_jax.experiments import runner, spec as spec_lib
 
 
@@ -171,7 +173,49 @@ def group(rows: Sequence[dict]) -> dict:
   return out
 
 
-def markdown(rows: Sequence[dict], members: Sequence[spec_lib.Member], title: str) -> str:
+def sorted_unique(values) -> list:
+  out = []
+  for v in values:
+    if v not in out:
+      out.append(v)
+  try:
+    return sorted(out)
+  except TypeError:
+    return out
+
+
+def grid_stats(rows: Sequence[dict], lx: str, ly: str):
+  """(x values, y values, [[(mean, std, n)] per x] per y) over the rows' values (Fig 5)."""
+  xs = sorted_unique([r[lx] for r in rows])
+  ys = sorted_unique([r[ly] for r in rows])
+  stats = [[mean_std([float(r["value"]) for r in rows
+                      if r[lx] == xv and r[ly] == yv and r["value"] != ""])
+            for xv in xs] for yv in ys]
+  return xs, ys, stats
+
+
+def matrix_markdown(rows: Sequence[dict], metric: str, lx: str, ly: str) -> list[str]:
+  """A `ly` × `lx` table of `metric` (e.g. alpha rows × beta columns), one per variant."""
+  lines = []
+  for variant in sorted_unique([r["variant"] for r in rows]):
+    vrows = [r for r in rows if r["metric"] == metric and r["variant"] == variant]
+    if not vrows:
+      continue
+    xs, ys, stats = grid_stats(vrows, lx, ly)
+    lines += [f"## {metric}: {ly} (rows) x {lx} (columns)" + (f", {variant}" if variant
+                                                               else ""), "",
+              f"| {ly} / {lx} | " + " | ".join(spec_lib.format_value(x) for x in xs) + " |",
+              "|" + "---|" * (len(xs) + 1)]
+    for yv, row in zip(ys, stats):
+      lines.append(f"| {spec_lib.format_value(yv)} | " + " | ".join(
+          cell([]) if not n else (f"{m:.4f} ± {s:.4f} (n={n})" if n > 1 else
+                                  f"{m:.4f} ± – (n=1)") for m, s, n in row) + " |")
+    lines.append("")
+  return lines
+
+
+def markdown(rows: Sequence[dict], members: Sequence[spec_lib.Member], title: str,
+             matrix: tuple | None = None) -> str:
   statuses = {}
   for r in rows:
     statuses.setdefault(r["member"], (r["status"], r["error"]))
@@ -196,6 +240,8 @@ def markdown(rows: Sequence[dict], members: Sequence[spec_lib.Member], title: st
           [str(step)] if show_step else []) + [cell(bucket.get(m, [])) for m in metrics]
       lines.append("| " + " | ".join(row) + " |")
     lines.append("")
+  if matrix:
+    lines += matrix_markdown(rows, *matrix)
   not_done = [(name, s, e) for name, (s, e) in statuses.items() if s != "done"]
   lines += ["## Members not done", ""]
   if not_done:
@@ -206,8 +252,11 @@ def markdown(rows: Sequence[dict], members: Sequence[spec_lib.Member], title: st
 
 
 def aggregate(members: Sequence[spec_lib.Member], workdir: str, *,
-              title: str = "Sweep results") -> dict:
-  """Writes WORKDIR/results.csv and results.md; returns {"rows", "csv", "md"}."""
+              title: str = "Sweep results", matrix: tuple | None = None) -> dict:
+  """Writes WORKDIR/results.csv and results.md; returns {"rows", "csv", "md"}.
+
+  `matrix`: (metric, x axis key, y axis key) adds a y × x table of that metric (Fig 5).
+  """
   rows, labels = collect(members)
   os.makedirs(workdir, exist_ok=True)
   csv_path = os.path.join(workdir, "results.csv")
@@ -220,5 +269,11 @@ def aggregate(members: Sequence[spec_lib.Member], workdir: str, *,
   os.replace(csv_path + ".tmp", csv_path)
   md_path = os.path.join(workdir, "results.md")
   with open(md_path, "w") as f:
-    f.write(markdown(rows, members, title))
+    if matrix:
+      labels_of = spec_lib.axis_labels([k for k, _ in members[0].axes])
+      for key in matrix[1:]:
+        require(key in labels_of, f"config.plots names the axis {key!r}, which is not one "
+                                  f"of the sweep's axes {list(labels_of)}; use one of them.")
+      matrix = (matrix[0], labels_of[matrix[1]], labels_of[matrix[2]])
+    f.write(markdown(rows, members, title, matrix))
   return {"rows": rows, "csv": csv_path, "md": md_path}

@@ -53,27 +53,6 @@ def _values(rows, metric):
   return [r for r in rows if r["metric"] == metric and r["value"] != ""]
 
 
-def _sorted_unique(values):
-  out = []
-  for v in values:
-    if v not in out:
-      out.append(v)
-  try:
-    return sorted(out)
-  except TypeError:
-    return out
-
-
-def heatmap_grid(rows: Sequence[dict], lx: str, ly: str):
-  """(x values, y values, [[(mean, std, n)] per x] per y) over the rows' values."""
-  xs = _sorted_unique([r[lx] for r in rows])
-  ys = _sorted_unique([r[ly] for r in rows])
-  stats = [[aggregate_lib.mean_std([float(r["value"]) for r in rows
-                                    if r[lx] == xv and r[ly] == yv and r["value"] != ""])
-            for xv in xs] for yv in ys]
-  return xs, ys, stats
-
-
 def plot(rows: Sequence[dict], axis_keys: Sequence[str], out_dir: str, *, kind: str,
          metric: str, x: str = "", y: str = "", title: str = "") -> str | None:
   """Draws one figure of `kind`; returns its path (None when no member has the metric)."""
@@ -112,7 +91,7 @@ def plot(rows: Sequence[dict], axis_keys: Sequence[str], out_dir: str, *, kind: 
         panels.setdefault(_rest(r, (lx, ly), labels), []).append(r)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 4.0), squeeze=False)
     for ax, (panel, prs) in zip(axes[0], panels.items()):
-      xs, ys, stats = heatmap_grid(prs, lx, ly)
+      xs, ys, stats = aggregate_lib.grid_stats(prs, lx, ly)
       grid = [[cell[0] for cell in row] for row in stats]
       for i, row in enumerate(stats):
         for j, (mean, std, n) in enumerate(row):
@@ -136,7 +115,7 @@ def plot(rows: Sequence[dict], axis_keys: Sequence[str], out_dir: str, *, kind: 
       lines.setdefault(_rest(r, (lx,), labels), []).append(r)
     fig, ax = plt.subplots(figsize=(5.5, 4.0))
     for name, lrs in lines.items():
-      xs = _sorted_unique([r[lx] for r in lrs if r[lx] != ""])
+      xs = aggregate_lib.sorted_unique([r[lx] for r in lrs if r[lx] != ""])
       stats = [aggregate_lib.mean_std([float(r["value"]) for r in lrs if r[lx] == xv])
                for xv in xs]
       means = [s[0] for s in stats]

@@ -77,9 +77,11 @@ def run(config, workdir: str) -> None:
     summary = runner.run_local(members, executor=config.get("executor", "subprocess"),
                                python=config.get("python") or None)
     print(summary.text(len(members)), flush=True)
-  result = aggregate_lib.aggregate(members, workdir, title=title)
-  print(f"sweep: wrote {result['csv']} and {result['md']}", flush=True)
   plots = config.get("plots") or {}
+  matrix = ((plots.get("metric", "linear_eval/test_top1"), plots["x"], plots["y"])
+            if plots.get("kind") == "heatmap" else None)
+  result = aggregate_lib.aggregate(members, workdir, title=title, matrix=matrix)
+  print(f"sweep: wrote {result['csv']} and {result['md']}", flush=True)
   if plots.get("kind"):
     from palm_jax.experiments import plots as plots_lib  # pylint: disable=g-import-not-at-top
     path = plots_lib.plot(result["rows"], [k for k, _ in members[0].axes],
