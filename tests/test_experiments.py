@@ -201,13 +201,16 @@ def test_aggregation_matches_hand_computation_and_lists_failures(fake_jobs, tmp_
     _write(f"{d}/eval/ood.json", {"svhn": {"msp": 0.0, "knn": 0.0}})  # read via details
     _write(f"{d}/eval/notes.json", ["foreign", "file"])                 # ignored
     _write(f"{d}/DONE", "")
+  # A snapshot's probe (another step) of one member: its own row, no phantom rows elsewhere.
+  _write(f"{members['alpha=0__seed=0'].workdir}/eval/linear_eval_step48.json",
+         {"dataset": "cifar10", "step": 48, "test_top1": 0.25})
   _write(f"{members['alpha=0.5__seed=1'].workdir}/status.json",
          {"state": "failed", "stage": "train", "error": "NaN loss at step 40."})
   _write(f"{members['alpha=0.5__seed=1'].workdir}/eval/half.json", "{\"test_to")  # torn
   result = aggregate.aggregate(list(members.values()), workdir, title="Hand")
   with open(result["csv"]) as f:
     rows = list(csv.DictReader(f))
-  assert len(rows) == 6 * 3  # every member x every metric, the failed and missing included
+  assert len(rows) == 6 * 3 + 1  # every member x metric (+ the snapshot), none dropped
   by = {(r["member"], r["metric"]): r for r in rows}
   assert by[("alpha=0.5__seed=1", "linear_eval/test_top1")]["status"] == "failed"
   assert by[("alpha=0.5__seed=1", "linear_eval/test_top1")]["value"] == ""
@@ -216,8 +219,9 @@ def test_aggregation_matches_hand_computation_and_lists_failures(fake_jobs, tmp_
   # By hand: alpha=0 top-1 over seeds 0.30, 0.34, 0.35: mean 0.33, sample std
   # sqrt((0.03² + 0.01² + 0.02²) / 2) = sqrt(0.0007) = 0.026458; alpha=0.5 has n = 1.
   md = open(result["md"]).read()
-  assert "| alpha=0 | 0.3300 ± 0.0265 (n=3) |" in md
-  assert "| alpha=0.5 | 0.4000 ± – (n=1) |" in md
+  assert "| alpha=0 | 96 | 0.3300 ± 0.0265 (n=3) |" in md
+  assert "| alpha=0 | 48 | 0.2500 ± – (n=1) |" in md
+  assert "| alpha=0.5 | 96 | 0.4000 ± – (n=1) |" in md and "(n=0)" not in md
   assert "| condition | svhn/msp | svhn/knn |" in md
   assert "| alpha=0 | 0.5300 ± 0.0265 (n=3) | 0.5000 ± 0.0000 (n=3) |" in md
   assert "- `alpha=0.5__seed=1`: failed — train: NaN loss at step 40." in md

@@ -14,10 +14,11 @@ Each value keeps the file's `dataset` and `step` fields, so a curve over snapsho
 file per step) stays one metric with several steps. Duplicates of (metric, dataset, step)
 keep the first file in sorted order.
 
-results.csv: one row per member and metric: member, variant, every axis, seed (an axis, or
-the member config's), metric, dataset, step, value, status, error. A member without a value for a metric that
-others have (failed, missing, still running) gets a row with an empty value and its status:
-it is listed, never dropped.
+results.csv: one row per member and metric (one per step/dataset where a member has
+several): member, variant, every axis, seed (an axis, or the member config's), metric,
+dataset, step, value, status, error. A member without a value for a metric that
+others have (failed, missing, still running) gets one row with an empty value and its
+status: it is listed, never dropped.
 
 results.md: one table per metric family (linear_eval, ood), rows = conditions (member
 name without the seed, plus dataset/step when those vary), cells = mean ± std (n) over the
@@ -112,22 +113,21 @@ def collect(members: Sequence[spec_lib.Member]) -> tuple[list[dict], list[str]]:
     metrics = read_metrics(m.workdir) if os.path.isdir(m.workdir) else []
     per_member.append((m, status, error, metrics))
     for r in metrics:
-      if (r["metric"], r["dataset"], r["step"]) not in all_metrics:
-        all_metrics.append((r["metric"], r["dataset"], r["step"]))
+      if r["metric"] not in all_metrics:
+        all_metrics.append(r["metric"])
   rows = []
   for m, status, error, metrics in per_member:
     base = {"member": m.name, "condition": m.condition, "variant": m.variant,
             **{labels[k]: v for k, v in m.axes}}
     if spec_lib.SEED_KEY not in labels:  # no seed axis: the seed the member's config has
       base[spec_lib.SEED_KEY] = _config_seed(m.workdir)
-    have = {(r["metric"], r["dataset"], r["step"]): r for r in metrics}
-    keys = all_metrics or [("", "", None)]
-    for key in keys:
-      r = have.get(key)
-      rows.append({**base, "metric": key[0], "dataset": key[1],
-                   "step": "" if key[2] is None else key[2],
-                   "value": "" if r is None else r["value"], "status": status,
-                   "error": error})
+    for metric in all_metrics or [""]:
+      found = [r for r in metrics if r["metric"] == metric]
+      for r in found or [{"dataset": "", "step": None, "value": ""}]:
+        # A metric the member lacks is one row with no value: listed, never dropped.
+        rows.append({**base, "metric": metric, "dataset": r["dataset"],
+                     "step": "" if r["step"] is None else r["step"], "value": r["value"],
+                     "status": status, "error": error})
   columns = list(labels.values())
   return rows, columns + ([] if spec_lib.SEED_KEY in labels else [spec_lib.SEED_KEY])
 
@@ -162,14 +162,19 @@ def group(rows: Sequence[dict]) -> dict:
   """{family: {(condition, dataset, step): {metric: [values over seeds]}}}, order kept."""
   out: dict = {}
   for r in rows:
-    if not r["metric"]:
-      continue
-    family = r["metric"].split("/", 1)[0]
-    key = (r["condition"], r["dataset"], r["step"])
-    bucket = out.setdefault(family, {}).setdefault(key, {})
-    values = bucket.setdefault(r["metric"], [])
-    if r["value"] != "":
-      values.append(float(r["value"]))
+    if r["metric"] and r["value"] != "":
+      family = r["metric"].split("/", 1)[0]
+      bucket = out.setdefault(family, {}).setdefault(
+          (r["condition"], r["dataset"], r["step"]), {})
+      bucket.setdefault(r["metric"], []).append(float(r["value"]))
+  for r in rows:  # a condition none of whose seeds has the metric still gets a row (n=0)
+    if r["metric"] and r["value"] == "":
+      family = r["metric"].split("/", 1)[0]
+      by_key = out.setdefault(family, {})
+      mine = [b for k, b in by_key.items() if k[0] == r["condition"]]
+      if not any(r["metric"] in b for b in mine):
+        (mine[0] if mine else by_key.setdefault((r["condition"], "", ""), {})).setdefault(
+            r["metric"], [])
   return out
 
 
@@ -229,8 +234,8 @@ def markdown(rows: Sequence[dict], members: Sequence[spec_lib.Member], title: st
     metrics = []
     for bucket in by_key.values():
       metrics += [m for m in bucket if m not in metrics]
-    show_dataset = len({k[1] for k in by_key}) > 1
-    show_step = len({k[2] for k in by_key}) > 1
+    show_dataset = len({k[1] for k in by_key if k[1] != ""}) > 1
+    show_step = len({k[2] for k in by_key if k[2] != ""}) > 1
     head = ["condition"] + (["dataset"] if show_dataset else []) + (
         ["step"] if show_step else []) + [m.split("/", 1)[1] for m in metrics]
     lines += [f"## {family}", "", "| " + " | ".join(head) + " |",
