@@ -330,4 +330,5 @@ def get_config():
   status = json.loads((runs / "cols=0" / "status.json").read_text())
   assert status["state"] == "failed"
   assert status["error"] == "config.rows=2 and config.cols=0 must be at least 1."
-  assert "- `cols=0`: failed — train: config.rows=2" in (tmp_path / "w" / "results.md").read_text()
+  md = (tmp_path / "w" / "results.md").read_text()
+  assert "- `cols=0`: failed — train: config.rows=2" in md
