@@ -50,7 +50,7 @@ def _ref_image(z, c, num_classes, res):
       qx, qy = math.cos(th) * dx + math.sin(th) * dy, -math.sin(th) * dx + math.cos(th) * dy
       cover = min(max(0.5 - _ref_pixel_sdf(c % 4, qx, qy, r) * res / 2, 0.0), 1.0)
       bg = g + s * (px * math.cos(phi) + py * math.sin(phi))
-      img[i, j] = (1 - cover) * bg + cover * b * col
+      img[i, j] = np.clip((1 - cover) * bg + cover * b * col, 0, 1)
   return img * 2 - 1
 
 

@@ -21,7 +21,7 @@ Rendering: `q = R(-theta) (p - centre)` in the shape's frame, `d = sdf(q, r)` it
 distance (Inigo Quilez, "2D distance functions", iquilezles.org/articles/distfunctions2d:
 circle, box, equilateral triangle; the ring is the annulus `| |q| - r | - 0.3 r`), one
 pixel of anti-aliasing `cover = clip(0.5 - d / pixel, 0, 1)` with `pixel = 2 / R`, and
-`image = (1 - cover) bg + cover b palette[c]`, returned as float in [-1, 1].
+`image = clip((1 - cover) bg + cover b palette[c], 0, 1)`, returned as float in [-1, 1].
 
     config.generator = "procedural:shapes"
     config.generator_kwargs = dict(resolution=16, num_classes=4)
@@ -105,7 +105,7 @@ def render(params: dict, z: jax.Array, c: jax.Array, *, resolution: int) -> jax.
         * (px[None] * jnp.cos(f["bg_angle"])[:, None, None]
            + py[None] * jnp.sin(f["bg_angle"])[:, None, None]))[..., None]
   fg = (f["brightness"][:, None] * params["palette"][c])[:, None, None, :]
-  img01 = (1.0 - cover) * bg + cover * fg
+  img01 = jnp.clip((1.0 - cover) * bg + cover * fg, 0.0, 1.0)  # the gradient can overshoot
   return img01 * 2.0 - 1.0
 
 
