@@ -217,6 +217,7 @@ def _save(ckpt, env_steps, state, replay, config, ss_cfg, save_replay: bool) -> 
 def _check_finite(host_metrics: dict, env_steps: int, ckpt) -> None:
   bad = sorted(k for k, v in host_metrics.items() if not np.isfinite(v))
   if bad:
+    ckpt.wait()  # the last good checkpoint may still be writing (async): finish it first
     last = ckpt.latest_step()
     kept = f"the last good checkpoint (step {last}) is kept" if last is not None else \
         "no checkpoint had been written yet"
