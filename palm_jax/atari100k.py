@@ -71,13 +71,18 @@ def check_config(config) -> None:
                     "target_update_period must all be at least 1.")
 
 
-def load_palm_encoder(params, encoder_workdir: str):
-  """Puts a PALM run's encoder parameters into `params['params']['encoder']`."""
+def read_palm_encoder(encoder_workdir: str):
+  """`restore_encoder` of a PALM run, refused with one sentence when there is none."""
   from palm_jax.checkpoint import restore_encoder  # pylint: disable=g-import-not-at-top
   restored = restore_encoder(encoder_workdir)
   if restored is None:
     raise UserError(f"no checkpoint in config.encoder_workdir={encoder_workdir!r}; point "
                     "it at a PALM run's workdir or use config.encoder_init='random'.")
+  return restored
+
+
+def load_palm_encoder(params, encoder_workdir: str, restored):
+  """Puts a PALM run's encoder parameters into `params['params']['encoder']`."""
   step, variables, _ = restored
   enc = variables.get("params", variables)
   want = params["params"]["encoder"]
@@ -92,26 +97,29 @@ def load_palm_encoder(params, encoder_workdir: str):
   return {**params, "params": new}
 
 
-def initial_params(config, network, num_actions: int):
+def initial_params(config, network, restored):
   """Fresh parameters (seeded like `drq_loop.train`), with the PALM encoder if asked."""
-  if config.encoder_init == "random":
+  if restored is None:
     return None  # drq_loop.train initialises them
   key = jax.random.split(jax.random.PRNGKey(config.seed))[1]
   params = network.init(jax.random.split(key)[0],
                         np.zeros((1, 84, 84, atari.STACK_SIZE), np.float32))
-  return load_palm_encoder(params, config.encoder_workdir)
+  return load_palm_encoder(params, config.encoder_workdir, restored)
 
 
 def run(config, workdir: str) -> dict:
   check_config(config)
   agent = agent_config(config)
+  # Read the PALM encoder first: a wrong workdir is refused before anything compiles.
+  restored = (read_palm_encoder(config.encoder_workdir)
+              if config.encoder_init == "palm" else None)
   env_kwargs = dict(terminal_on_life_loss=config.terminal_on_life_loss,
                     noop_max=config.noop_max, max_episode_steps=config.max_episode_steps,
                     repeat_action_probability=config.repeat_action_probability)
   game = atari.game_id(config.game)
   env = atari.AtariVectorEnv(game, config.num_envs, config.seed * 1000, **env_kwargs)
   network = atari_q_network(env.num_actions, freeze_encoder=config.freeze_encoder)
-  params = initial_params(config, network, env.num_actions)
+  params = initial_params(config, network, restored)
   writer = MetricWriter(workdir)
 
   def on_log(step, row):

@@ -42,15 +42,15 @@ def get_config(arg: str = "pong"):
       epsilon_decay_period=5_000, learning_rate=1e-4, adam_eps=1.5e-4, batch_size=32,
       replay_capacity=1_000_000, data_augmentation=True, image_pad=4,
       intensity_scale=0.05, huber_delta=1.0, double_dqn=True))
-  if "tiny" in variant:               # tests: a few hundred emulator steps
-    c.total_env_steps = 120
+  if "tiny" in variant:               # tests: a few hundred emulator steps, 36 updates
+    c.total_env_steps = 60
     c.eval_episodes = 1
-    c.eval_num_envs = 1
-    c.eval_max_env_steps = 200
-    c.max_episode_steps = 60
-    c.log_every = 40
-    c.agent.min_replay_history = 40
-    c.agent.epsilon_decay_period = 40
+    c.eval_num_envs = 1               # the training act program's shape: no second compile
+    c.eval_max_env_steps = 60
+    c.max_episode_steps = 30
+    c.log_every = 20
+    c.agent.min_replay_history = 24
+    c.agent.epsilon_decay_period = 20
     c.agent.batch_size = 4
     c.agent.update_horizon = 3
   return c

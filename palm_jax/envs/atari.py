@@ -136,8 +136,9 @@ class AtariEnv:
     self.ale.setInt("random_seed", int(seed) % (2**31))
     self.ale.setFloat("repeat_action_probability", float(repeat_action_probability))
     self.ale.setInt("frame_skip", 1)  # we skip (and pool) ourselves
-    # Frames, not agent steps: the cap below is the binding one (27k steps = 108k frames).
-    self.ale.setInt("max_num_frames_per_episode", max_episode_steps * FRAME_SKIP)
+    # ALE's own frame limit stays beyond the agent-step cap below, so the cap is a
+    # truncation (game_over without terminal), never mistaken for a terminal state.
+    self.ale.setInt("max_num_frames_per_episode", (max_episode_steps + 1) * FRAME_SKIP)
     self.ale.loadROM(roms.get_rom_path(self.game))
     self.actions = list(self.ale.getMinimalActionSet())
     h, w = self.ale.getScreenDims()
