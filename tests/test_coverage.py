@@ -107,12 +107,22 @@ def _tiny_palm_run(workdir):
   c.env.num_envs, c.batch_size, c.reward.k = 8, 8, 2
   c.replay.capacity, c.agent.warmup_env_steps, c.total_env_steps = 32, 16, 64
   c.env.episode_length = 4
+  c.generator_kwargs.img_resolution = 8   # the smallest synthesis network: compiles fastest
   mesh = sharding.make_mesh()
   gen = train.load_env_generator(c, workdir)
-  env, _, init_fn, _, _ = train.build(c, mesh, gen, train.Plan(c))
+  _, _, init_fn, _, _ = train.build(c, mesh, gen, train.Plan(c))
   gen_vars = sharding.host_to_global(gen.variables, mesh, sharded=False)
-  state, _ = init_fn(np.asarray(jax.random.PRNGKey(c.seed)), gen_vars,
-                     train.env_params_from(c))
+  abstract, _ = jax.eval_shape(init_fn, np.asarray(jax.random.PRNGKey(c.seed)), gen_vars,
+                               train.env_params_from(c))
+  # Positive random values in the state's exact structure and shardings: compiling the
+  # real initialiser costs minutes on 2 busy cores, and restore + rollout need only the
+  # structure (a float leaf of 0 would make BatchNorm variances degenerate).
+  rng = np.random.default_rng(0)
+  state = jax.tree.map(
+      lambda s: jax.device_put(
+          (np.abs(rng.normal(size=s.shape)) * 0.1).astype(s.dtype)
+          if np.issubdtype(s.dtype, np.floating) else np.zeros(s.shape, s.dtype), s.sharding),
+      abstract)
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, "config_palm.json"), "w") as f:
     f.write(c.to_json_best_effort())
@@ -123,7 +133,7 @@ def _tiny_palm_run(workdir):
 
 def test_job_end_to_end(tmp_path):
   rng = np.random.default_rng(4)
-  train = rng.integers(0, 256, size=(48, 16, 16, 3), dtype=np.uint8)
+  train = rng.integers(0, 256, size=(48, 8, 8, 3), dtype=np.uint8)
   np.savez(tmp_path / "train.npz", images=train, labels=rng.integers(0, 4, size=48))
   # Frames "handed in" = the training images themselves (re-ordered): coverage 100 %.
   np.savez(tmp_path / "frames.npz", images=train[::-1].copy())
@@ -131,7 +141,7 @@ def test_job_end_to_end(tmp_path):
   run_dir = str(tmp_path / "run")
   _tiny_palm_run(run_dir)
   config = _job_config(spec, f"uniform,palm,npz:{tmp_path / 'frames.npz'}")
-  config.data.image_size, config.generator = 16, ""   # the run's own generator
+  config.data.image_size, config.generator = 8, ""   # the run's own generator
   coverage_eval.run(config, run_dir)
   out = json.loads((tmp_path / "run" / "eval" / "coverage_pixels.json").read_text())
   assert out["feature_space"] == "pixels" and out["num_images"] == 48

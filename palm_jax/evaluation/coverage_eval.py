@@ -142,8 +142,10 @@ def run(config, workdir: str) -> None:
                        "mean_nn_distance": float(np.mean(np.sqrt(sq_dist)))})
     logging.info("coverage[%s] in %s space: %.4f", label, space, values[label])
     if jax.process_index() == 0:
+      # A seeded random selection: rollout frames come in episode order.
+      pick = np.random.default_rng(seed).permutation(n)[:32]
       pngs.append(images.save_png(os.path.join(eval_dir, f"coverage_{space}_{label}.png"),
-                                  pairs_grid(generated[name], real[index])))
+                                  pairs_grid(generated[name][pick], real[index[pick]])))
   result = {
       "feature_space": space, "coverage": values, "num_images": n, "seed": seed,
       "train": train.spec, "num_train_available": len(train), "image_size": size,
