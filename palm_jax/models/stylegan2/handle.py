@@ -112,7 +112,7 @@ class GeneratorHandle:
         def one(ws, k):
           return self.module.apply(variables, ws, noise_mode, method="synthesis",
                                    rngs={"noise": k})
-        return _chunked(one, ws, key, chunk_size)
+        return map_in_chunks(one, ws, key, chunk_size)
       return fn
     fn = self._fn(("synthesize", noise_mode, chunk_size), build)
     return fn(self.variables, ws, _noise_key(rng))
@@ -135,7 +135,7 @@ class GeneratorHandle:
           c = self.one_hot(labels, z.shape[0])
           return self.module.apply(variables, z, c, psi, truncation_cutoff, noise_mode,
                                    rngs={"noise": k})
-        return _chunked(one, (z, labels), key, chunk_size)
+        return map_in_chunks(one, (z, labels), key, chunk_size)
       return fn
     fn = self._fn(("generate", truncation_cutoff, noise_mode, chunk_size), build)
     return fn(self.variables, z, labels, jnp.float32(truncation_psi), _noise_key(rng))
@@ -156,7 +156,7 @@ def _noise_key(rng):
   return jax.random.key(0) if rng is None else rng
 
 
-def _chunked(fn, inputs, key, chunk_size):
+def map_in_chunks(fn, inputs, key, chunk_size):
   """`fn(inputs, key)` over the batch, `chunk_size` rows at a time inside `lax.map`."""
   n = jax.tree_util.tree_leaves(inputs)[0].shape[0]
   if not chunk_size or n <= chunk_size:
