@@ -44,7 +44,7 @@ def nvidia_twin(path: str, gen, num_fp16_res: int = 0, device: str = "cpu"):
   kwargs = gen.config.to_kwargs()
   kwargs["synthesis_kwargs"] = dict(kwargs["synthesis_kwargs"], num_fp16_res=num_fp16_res)
   twin = generator_cls(**kwargs).eval().requires_grad_(False).to(device)
-  state = {k: torch.from_numpy(np.ascontiguousarray(v))
+  state = {k: torch.from_numpy(np.array(v, copy=True))
            for k, v in variables_to_state(jax.device_get(gen.variables), gen.config).items()}
   missing, unexpected = twin.load_state_dict(state, strict=False)
   # The official resample_filter buffers follow from the config and are not variables.
