@@ -8,6 +8,7 @@ Any config field can be overridden on the command line, e.g.
   linear_eval  linear probe of a run's encoder
   ood_eval     out-of-distribution detection with a run's encoder
   sample       render a class-by-sample grid from a generator
+  sweep        many runs of another job (grid/variants x seeds) and their results tables
 
 Multi-host: pass `--distributed` (or set PALM_JAX_DISTRIBUTED=1) and every process calls
 `jax.distributed.initialize()`; on TPU pods and SLURM the coordinator is found
@@ -31,6 +32,7 @@ JOBS = {
     "linear_eval": "palm_jax.evaluation.linear_eval",
     "ood_eval": "palm_jax.evaluation.ood_eval",
     "sample": "palm_jax.sample",
+    "sweep": "palm_jax.experiments.sweep",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.",
