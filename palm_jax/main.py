@@ -8,6 +8,7 @@ Any config field can be overridden on the command line, e.g.
   linear_eval  linear probe of a run's encoder
   ood_eval     out-of-distribution detection with a run's encoder
   sample       render a class-by-sample grid from a generator
+  atari100k    DrQ(ε) on one Atari 100k game, then evaluation (configs/atari/drq.py:<game>)
   sweep        many runs of another job (grid/variants x seeds) and their results tables
 
 Multi-host: pass `--distributed` (or set PALM_JAX_DISTRIBUTED=1) and every process calls
@@ -32,6 +33,7 @@ JOBS = {
     "linear_eval": "palm_jax.evaluation.linear_eval",
     "ood_eval": "palm_jax.evaluation.ood_eval",
     "sample": "palm_jax.sample",
+    "atari100k": "palm_jax.atari100k",
     "sweep": "palm_jax.experiments.sweep",
 }
 
