@@ -22,6 +22,13 @@ def get_config():
   c.generator = "nvidia:cifar10"
   c.generator_kwargs = ml_collections.ConfigDict()  # official Generator kwargs for "random"
   c.generator_dtype = "bfloat16"  # compute dtype of the generator ("float32" for reference)
+  # Equivalent generator implementations (same images; `python -m palm_jax.bench suite`
+  # times them): the 2x up-sampling conv as "polyphase" (one conv at input resolution) or
+  # "transpose" (NVIDIA's order), and the modulation as "activations" (scale inputs) or
+  # "weights" (NVIDIA's fused per-sample weights); either may be given per resolution,
+  # e.g. "8:transpose,16:polyphase,32:polyphase".
+  c.generator_up_impl = "polyphase"
+  c.generator_modulation = "activations"
   c.gan = ml_collections.ConfigDict()  # the gan job's config, used when generator == ""
 
   c.env = ml_collections.ConfigDict()
@@ -34,6 +41,10 @@ def get_config():
   c.env.noise_mode = "const"      # generator noise inputs: "const", "random" or "none"
   c.env.truncation_psi = 1.0      # truncation of the mapping network (1 = none)
   c.env.stagger = True            # start environments at random points of an episode
+  # Render at most this many environments per generator call (a lax.map over slices, the
+  # same images bit for bit) to bound the generator's memory; 0 = all in one call. Must
+  # divide num_envs and be a multiple of the device count.
+  c.env.render_chunk = 0
 
   c.agent = ml_collections.ConfigDict()
   c.agent.action_source = "policy"  # "policy" (SAC) or "random" (uniform; an ablation)

@@ -25,6 +25,7 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from palm_jax import compile_cache
 from palm_jax.errors import UserError
 
 JOBS = {
@@ -48,6 +49,10 @@ _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "host:port of process 0 (multi-host, not TPU/SLURM).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_COMPILATION_CACHE = flags.DEFINE_bool(
+    "compilation_cache", True, "Keep compiled programs on disk so a restart or resume "
+    "skips compilation (see palm_jax/compile_cache.py for the location; opting out: "
+    "--nocompilation_cache or PALM_JAX_XLA_CACHE=0).")
 _LOCAL_DEVICES = flags.DEFINE_list(
     "local_device_ids", None, "Devices this process drives (e.g. 0,1,2,3,4,5,6,7 for one "
     "process per node on SLURM, where JAX otherwise gives each process one GPU).")
@@ -100,9 +105,11 @@ def main(argv) -> None:
     if _DISTRIBUTED.value:
       _initialize_distributed()
     import jax  # pylint: disable=g-import-not-at-top
+    cache_dir = compile_cache.enable(_COMPILATION_CACHE.value)   # before the first compile
     logging.get_absl_logger().addFilter(_QuietLibraries())
     if jax.process_index() != 0:
       logging.set_verbosity(logging.WARNING)
+    logging.info("XLA compilation cache: %s", cache_dir or "off")
     run_job(_CONFIG.value, _WORKDIR.value)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)

@@ -26,6 +26,17 @@ def _to_python(value):
   return value if isinstance(value, (int, bool)) else float(value)
 
 
+class _NoBoard:
+  """Stands in for a TensorBoard writer when tensorboardX is absent."""
+
+  def add_scalar(self, *args, **kwargs):
+    pass
+
+  add_image = add_scalar
+  flush = add_scalar
+  close = add_scalar
+
+
 class MetricWriter:
   """Scalars to `metrics.jsonl` + TensorBoard; images to TensorBoard (process 0 only)."""
 
@@ -40,8 +51,14 @@ class MetricWriter:
 
   def _board(self):
     if self._tb is None:
-      from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-      self._tb = SummaryWriter(os.path.join(self.logdir, "tb"), flush_secs=30)
+      try:  # optional: accelerator machines often lack it; metrics.jsonl is still written
+        from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+      except ImportError:
+        logging.warning("tensorboardX is not installed: no TensorBoard events, only %s "
+                        "(pip install tensorboardX to get them).", self.jsonl_path)
+        self._tb = _NoBoard()
+      else:
+        self._tb = SummaryWriter(os.path.join(self.logdir, "tb"), flush_secs=30)
     return self._tb
 
   def truncate_after(self, step: int) -> None:

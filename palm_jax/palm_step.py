@@ -25,6 +25,7 @@ import dataclasses
 from typing import Any
 
 import jax
+import jax.extend.core  # noqa: F401  (jaxpr_as_fun: run a traced program)
 import jax.numpy as jnp
 from flax import struct
 from jax.sharding import Mesh
@@ -171,9 +172,7 @@ def make_iteration(cfg: StepConfig, env: LatentEnv, mesh: Mesh, *, control_flow:
     # resumes from a checkpoint saved without its replay).
     do_update = (state.iteration >= cfg.warmup_iterations) & (replay.size >= 2)
     if control_flow:
-      abstract = jax.eval_shape(lambda s: updates(s, *args)[1], state)
-      skip = lambda s: (s, jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), abstract))
-      state, metrics = jax.lax.cond(do_update, lambda s: updates(s, *args), skip, state)
+      state, metrics = _cond_traced_once(do_update, updates, state, args)
     else:
       new_state, metrics = updates(state, *args)
       state = jax.tree.map(lambda new, old: jnp.where(do_update, new, old), new_state, state)
@@ -184,6 +183,33 @@ def make_iteration(cfg: StepConfig, env: LatentEnv, mesh: Mesh, *, control_flow:
     return state, replay, metrics
 
   return iteration
+
+
+def _cond_traced_once(pred, fn, state, args):
+  """`lax.cond(pred, fn(state, *args), (state, zeros like fn's metrics))`, tracing `fn` once.
+
+  The skip branch needs the metrics' shapes; `jax.eval_shape` would trace `fn` a second
+  time (the whole update: encoder, SimSiam and SAC gradients). `make_jaxpr` traces it once
+  and gives both the program and its output shapes; the cond runs that program.
+  """
+  flat, tree = jax.tree.flatten((state, args))
+  closed, out_shape = jax.make_jaxpr(
+      lambda *leaves: fn(*_unflatten_call(tree, leaves)), return_shape=True)(*flat)
+  run = jax.extend.core.jaxpr_as_fun(closed)
+  out_tree = jax.tree.structure(out_shape)
+
+  def do(leaves):
+    return jax.tree.unflatten(out_tree, run(*leaves))
+
+  def skip(leaves):
+    zeros = jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype), out_shape[1])
+    return jax.tree.unflatten(tree, leaves)[0], zeros
+  return jax.lax.cond(pred, do, skip, flat)
+
+
+def _unflatten_call(tree, leaves):
+  state, args = jax.tree.unflatten(tree, leaves)
+  return (state, *args)
 
 
 def _average(metrics: dict) -> dict:
@@ -223,6 +249,7 @@ def make_chunk(cfg: StepConfig, env: LatentEnv, mesh: Mesh, length: int, state_s
         state, replay, metrics = step(state, replay, gen_vars, env_params, real_bank)
         per_iteration.append(metrics)
       return state, replay, average(per_iteration)
+    host_chunk.step = step    # the jitted iteration (benchmarks compile it ahead of time)
     return host_chunk
 
   iteration = make_iteration(cfg, env, mesh)

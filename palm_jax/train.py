@@ -91,6 +91,13 @@ def validate(config, mesh) -> None:
   for field in ("generator_dtype", "agent.dtype", "simsiam.dtype", "replay.action_dtype"):
     section, _, name = field.rpartition(".")
     _dtype((config[section] if section else config)[name], field)
+  from palm_jax.models.stylegan2 import validate_impls  # pylint: disable=g-import-not-at-top
+  validate_impls(config.get("generator_up_impl", "polyphase"),
+                 config.get("generator_modulation", "activations"), field="config.generator_")
+  chunk = env.get("render_chunk", 0)
+  require(chunk == 0 or (chunk > 0 and env.num_envs % chunk == 0 and chunk % mesh.size == 0),
+          f"config.env.render_chunk={chunk} must be 0 (off) or divide env.num_envs="
+          f"{env.num_envs} and be a multiple of the {mesh.size} devices.")
 
 
 def load_env_generator(config, workdir: str):
@@ -115,7 +122,18 @@ def load_env_generator(config, workdir: str):
                                                                                 "gan")))
   else:
     gen = stylegan2.load_generator(name)
-  return gen.with_dtype(_dtype(config.generator_dtype, "generator_dtype"))
+  gen = gen.with_dtype(_dtype(config.generator_dtype, "generator_dtype"))
+  if not hasattr(gen, "with_impl"):   # a weight-free renderer: no StyleGAN implementations
+    return gen
+  return gen.with_impl(config.get("generator_up_impl", "polyphase"),
+                       config.get("generator_modulation", "activations"))
+
+
+def _render_options(config, gen) -> dict:
+  """`LatentEnv` rendering options for StyleGAN generators (renderers take none)."""
+  if not hasattr(gen, "with_impl"):
+    return {}
+  return dict(render_chunk=config.env.get("render_chunk", 0))
 
 
 def env_params_from(config) -> EnvParams:
@@ -167,7 +185,8 @@ class Plan:
 def build(config, mesh, gen, plan: Plan):
   """The environment, static step config, jitted init, and shardings."""
   env = renderer_lib.make_latent_env(gen, latent_space=config.env.latent_space,
-                                     noise_mode=config.env.noise_mode)
+                                     noise_mode=config.env.noise_mode,
+                                     **_render_options(config, gen))
   step_cfg = palm_step.StepConfig(
       num_envs=config.env.num_envs, batch_size=config.batch_size,
       updates_per_step=plan.updates_per_step,

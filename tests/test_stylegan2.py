@@ -50,10 +50,34 @@ def test_images_match_official_fp32(gen, fixture):
   assert np.abs(img - _nhwc(fixture["img_psi1p0_noise_none"])).max() < 1e-4
 
 
-def test_bf16_close_to_fp32(gen, fixture):
-  img = np.asarray(gen.with_dtype(jnp.bfloat16).generate(fixture["z"], fixture["labels"]))
+# The generator candidates the GPU bench chooses between: every up-conv implementation and
+# modulation form, also mixed per resolution, in bf16 (transpose: its blur runs in bf16).
+CANDIDATES = [("polyphase", "activations"), ("transpose", "activations"),
+              ("polyphase", "weights"), ("8:transpose,16:polyphase", "4:weights,8:weights")]
+
+
+@pytest.mark.parametrize("up_impl,modulation", CANDIDATES)
+def test_bf16_close_to_fp32(gen, fixture, up_impl, modulation):
+  fast = gen.with_dtype(jnp.bfloat16).with_impl(up_impl, modulation)
+  img = np.asarray(fast.generate(fixture["z"], fixture["labels"]))
   ref = _nhwc(fixture["img_psi1p0"])
   assert np.linalg.norm(img - ref) / np.linalg.norm(ref) < 2e-2
+
+
+def test_candidates_match_official_fp32(gen, fixture):
+  img = np.asarray(gen.with_impl("transpose", "weights").generate(fixture["z"],
+                                                                  fixture["labels"]))
+  assert np.abs(img - _nhwc(fixture["img_psi1p0"])).max() < 1e-4
+
+
+def test_per_resolution_choices():
+  assert sg.choice_for_resolution("8:transpose,16:polyphase", 8, sg.UP_IMPLS, "x") == "transpose"
+  assert sg.choice_for_resolution("8:transpose", 32, sg.UP_IMPLS, "x") == "polyphase"
+  assert sg.choice_for_resolution("weights", 4, sg.MODULATIONS, "x") == "weights"
+  with pytest.raises(UserError, match="config.generator_up_impl='8:fast'"):
+    sg.validate_impls("8:fast", "activations", field="config.generator_")
+  with pytest.raises(UserError, match="modulation='fused'"):
+    sg.validate_impls("polyphase", "fused")
 
 
 # ----------------------------------------------------- slow references (official maths) ---
@@ -100,6 +124,19 @@ def _ref_modconv(x, weight, styles, demodulate, up, taps):
 ])
 @pytest.mark.parametrize("demodulate", [True, False])
 def test_modulated_conv_matches_slow_reference(up, impl, taps, demodulate):
+  _check_modulated_conv(up, impl, taps, demodulate, "activations")
+
+
+@pytest.mark.parametrize("up,impl,taps,demodulate", [
+    (1, "polyphase", (1, 3, 3, 1), True),
+    (2, "polyphase", (1, 3, 3, 1), True),
+    (2, "transpose", (1, 2, 1), False),
+])
+def test_fused_modulation_matches_slow_reference(up, impl, taps, demodulate):
+  _check_modulated_conv(up, impl, taps, demodulate, "weights")
+
+
+def _check_modulated_conv(up, impl, taps, demodulate, modulation):
   rng = np.random.default_rng(0)
   n, h, i, o = 3, 5, 6, 7                                  # non-square channels, odd size
   x = rng.standard_normal((n, i, h, h)).astype(np.float32)
@@ -109,7 +146,7 @@ def test_modulated_conv_matches_slow_reference(up, impl, taps, demodulate):
                      demodulate, up, taps).numpy()
   got = sg.modulated_conv2d(jnp.asarray(_nhwc(x)), jnp.asarray(weight), jnp.asarray(styles),
                             demodulate=demodulate, up=up, resample_filter=taps, up_impl=impl,
-                            precision=jax.lax.Precision.HIGHEST)
+                            modulation=modulation, precision=jax.lax.Precision.HIGHEST)
   assert got.shape == (n, up * h, up * h, o)
   np.testing.assert_allclose(np.asarray(got), _nhwc(ref), rtol=1e-4, atol=1e-4)
 

@@ -16,7 +16,8 @@ network normalises it, so only the direction of `z_t` reaches the image. With
 Gymnax conventions: `EnvParams` (the numbers, traced; the generator's variables too, passed
 on every call and never captured) and `EnvState` are dataclasses; `reset`/`step` are pure.
 The per-environment dynamics are plain functions `vmap`ped over environments; rendering is
-one batched generator call per step. An environment whose episode has ended auto-resets
+one batched generator call per step (or, with `render_chunk`, a `lax.map` over slices of
+`render_chunk` environments, which bounds the generator's temporaries). An environment whose episode has ended auto-resets
 inside `step`: the frame returned is then the first frame of a new episode with a new class
 (`first=True`), so every step renders exactly one image per environment.
 """
@@ -67,19 +68,24 @@ class LatentEnv:
   `synthesis(ws, noise_mode=...) -> images [N, H, W, C]` in [-1, 1], like
   `palm_jax.models.stylegan2.Generator`.
 
+  `render_chunk > 0` renders at most that many images per generator call (see `render`).
+
   `LatentEnv.from_renderer(r)` builds the same environment over any
   `palm_jax.envs.renderer.Renderer` (z space; `gen_vars` are then the renderer's params).
   """
 
   def __init__(self, generator, *, z_dim: int, w_dim: int, num_ws: int, num_classes: int,
-               latent_space: str = "z", noise_mode: str = "const"):
+               latent_space: str = "z", noise_mode: str = "const", render_chunk: int = 0):
     require(latent_space in ("z", "w"),
             f"config.env.latent_space={latent_space!r} is not a latent space; use 'z' (the "
             "paper) or 'w'.")
     require(noise_mode in ("const", "random", "none"),
             f"config.env.noise_mode={noise_mode!r} is unknown; use 'const', 'random' or "
             "'none'.")
+    require(render_chunk >= 0, f"config.env.render_chunk={render_chunk} must be >= 0 (0 "
+            "renders all environments in one generator call).")
     self.generator, self.latent_space, self.noise_mode = generator, latent_space, noise_mode
+    self.render_chunk = int(render_chunk)
     self.z_dim, self.w_dim, self.num_ws = z_dim, w_dim, num_ws
     self.c_dim = num_classes                # 0 for unconditional generators
     self.num_classes = max(num_classes, 1)  # unconditional generators: one "class"
@@ -105,7 +111,32 @@ class LatentEnv:
                                 method=self.generator.mapping)
 
   def render(self, gen_vars, latent, labels, params: EnvParams, key) -> jax.Array:
-    """Images `[N, H, W, C]` uint8 for latents `[N, D]` and classes `[N]`."""
+    """Images `[N, H, W, C]` uint8 for latents `[N, D]` and classes `[N]`.
+
+    With `render_chunk = S` and `N > S`, the batch is rendered in `K = ceil(N / S)` slices
+    inside `lax.map`, so the generator's temporaries are those of S images. Slice `j` takes
+    the strided rows `{a·K + j}` (a reshape `[S, K] -> [K, S]`), not a contiguous block:
+    when the batch is split over devices, every slice then draws equally from every
+    device's rows and needs no communication. Rows are rendered independently, so the
+    result equals the unchunked one bit for bit (tested) — except `noise_mode="random"`,
+    whose per-pixel noise is drawn per slice (same distribution, other values).
+    """
+    n, s = latent.shape[0], self.render_chunk
+    if not s or n <= s:
+      return self._render(gen_vars, latent, labels, params, key)
+    k = -(-n // s)
+    pad = k * s - n
+
+    def to_slices(x):                         # [N, ...] -> [K, S, ...], row a*K + j -> [j, a]
+      x = jnp.concatenate([x, x[:pad]], axis=0) if pad else x
+      return jnp.swapaxes(x.reshape((s, k) + x.shape[1:]), 0, 1)
+    keys = jax.random.split(key, k)
+    out = jax.lax.map(lambda a: self._render(gen_vars, a[0], a[1], params, a[2]),
+                      (to_slices(latent), to_slices(labels), keys))   # [K, S, H, W, C]
+    return jnp.swapaxes(out, 0, 1).reshape((k * s,) + out.shape[2:])[:n]
+
+  def _render(self, gen_vars, latent, labels, params: EnvParams, key) -> jax.Array:
+    """One generator call: mapping (z space) + synthesis, uint8 `[N, H, W, C]`."""
     if self.renderer is not None:  # any G(z, c): palm_jax.envs.renderer
       return to_uint8(self.renderer.render(gen_vars, latent, labels))
     if self.latent_space == "z":

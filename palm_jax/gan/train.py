@@ -29,7 +29,7 @@ from palm_jax.images import make_grid, save_png
 from palm_jax.metrics import MetricWriter, Progress
 from palm_jax.models.discriminator import Discriminator
 from palm_jax.models.stylegan2 import Generator, GeneratorHandle, init_generator
-from palm_jax.models.stylegan2_weights import save_generator_npz
+from palm_jax.models.stylegan2 import save_generator_npz
 
 GENERATOR_FILE = "generator.npz"
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}

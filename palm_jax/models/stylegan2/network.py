@@ -12,6 +12,9 @@ against a fixture made by the official code) with a faster formulation of its co
   (`up_impl="polyphase"`, default). `up_impl="transpose"` keeps the official order instead:
   an input-dilated conv (a quarter of the FLOPs) then the blur as shifted slices; which one
   is faster depends on the accelerator, so `palm_jax.bench generator --up_impl` times both.
+  Either may be chosen per resolution: `up_impl="8:transpose,16:polyphase,32:polyphase"`.
+* `modulation="weights"` instead folds styles and demodulation into per-sample weights (the
+  official fused path: one grouped conv with N groups); also selectable per resolution.
 
 Activations are NHWC in the compute `dtype` (bf16 on accelerators, float32 for the reference
 path, which uses `Precision.HIGHEST`); parameters are float32; the mapping network, styles,
@@ -51,10 +54,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from palm_jax.errors import require
-from palm_jax.models.stylegan2_ops import (  # noqa: F401  (re-exported building blocks)
-    _ACTIVATION_GAIN, _HIGHEST, UP_IMPLS, _activate, demodulation_coefficients, fir_filter_2d,
-    modulated_conv2d, normalize_2nd_moment, up_conv_polyphase, up_conv_transpose,
-    upsample_2x)
+from palm_jax.models.stylegan2.ops import (_ACTIVATION_GAIN, _HIGHEST, MODULATIONS,
+                                           UP_IMPLS, _activate, choice_for_resolution,
+                                           modulated_conv2d, normalize_2nd_moment,
+                                           upsample_2x)
 
 NOISE_MODES = ("const", "random", "none")
 
@@ -279,7 +282,8 @@ class SynthesisLayer(nn.Module):
   resolution: int
   up: int = 1
   dtype: Any = jnp.float32
-  up_impl: str = "polyphase"
+  up_impl: str = "polyphase"           # a UP_IMPLS name, or per resolution "8:transpose,..."
+  modulation: str = "activations"      # a MODULATIONS name, or per resolution
 
   @nn.compact
   def __call__(self, x, w, noise_mode="const", random_noise=None):
@@ -292,8 +296,11 @@ class SynthesisLayer(nn.Module):
     weight = self.param("weight", nn.initializers.normal(1.0),
                         (self.out_channels, in_channels, k, k))
     precision = _HIGHEST if jnp.dtype(self.dtype) == jnp.float32 else None
-    y = modulated_conv2d(x, weight, styles, up=self.up, resample_filter=cfg.resample_filter,
-                         up_impl=self.up_impl, precision=precision)
+    y = modulated_conv2d(
+        x, weight, styles, up=self.up, resample_filter=cfg.resample_filter,
+        up_impl=choice_for_resolution(self.up_impl, r, UP_IMPLS, "up_impl"),
+        modulation=choice_for_resolution(self.modulation, r, MODULATIONS, "modulation"),
+        precision=precision)
     if cfg.use_noise:
       noise_const = self.variable(
           "buffers", "noise_const", lambda: jax.random.normal(self.make_rng("params"), (r, r)))
@@ -345,13 +352,14 @@ class SynthesisBlock(nn.Module):
   resolution: int
   dtype: Any = jnp.float32
   up_impl: str = "polyphase"
+  modulation: str = "activations"
 
   @nn.compact
   def __call__(self, x, img, ws, noise_mode="const", random_noise=(None, None)):
     cfg, r = self.config, self.resolution
     channels = cfg.channels[r]
     layer = functools.partial(SynthesisLayer, cfg, channels, r, dtype=self.dtype,
-                              up_impl=self.up_impl)
+                              up_impl=self.up_impl, modulation=self.modulation)
     if x is None:
       const = self.param("const", nn.initializers.normal(1.0), (channels, r, r))
       x = jnp.broadcast_to(jnp.transpose(const, (1, 2, 0))[None], (ws.shape[0], r, r, channels))
@@ -374,6 +382,7 @@ class SynthesisNetwork(nn.Module):
   config: GeneratorConfig
   dtype: Any = jnp.float32
   up_impl: str = "polyphase"
+  modulation: str = "activations"
 
   @nn.compact
   def __call__(self, ws, noise_mode="const"):
@@ -387,7 +396,8 @@ class SynthesisNetwork(nn.Module):
     w_idx = 0
     for res in cfg.block_resolutions:
       num_conv = 1 if res == 4 else 2
-      block = SynthesisBlock(cfg, res, dtype=self.dtype, up_impl=self.up_impl, name=f"b{res}")
+      block = SynthesisBlock(cfg, res, dtype=self.dtype, up_impl=self.up_impl,
+                             modulation=self.modulation, name=f"b{res}")
       x, img = block(x, img, ws[:, w_idx:w_idx + num_conv + 1], noise_mode,
                      (noise.get((res, 0)), noise.get((res, 1))))
       w_idx += num_conv
@@ -419,12 +429,14 @@ class Generator(nn.Module):
   """
   config: GeneratorConfig
   dtype: Any = jnp.float32
-  up_impl: str = "polyphase"
+  up_impl: str = "polyphase"          # see SynthesisLayer; `validate_impls` checks both
+  modulation: str = "activations"
 
   def setup(self):
     self.mapping_network = MappingNetwork(self.config, name="mapping")
     self.synthesis_network = SynthesisNetwork(self.config, dtype=self.dtype,
-                                              up_impl=self.up_impl, name="synthesis")
+                                              up_impl=self.up_impl,
+                                              modulation=self.modulation, name="synthesis")
 
   def mapping(self, z, c, truncation_psi=1.0, truncation_cutoff=None, update_w_avg=False):
     return self.mapping_network(z, c, truncation_psi, truncation_cutoff, update_w_avg)
@@ -438,12 +450,8 @@ class Generator(nn.Module):
     return self.synthesis(ws, noise_mode)
 
 
-def __getattr__(name):
-  # These live in modules that import this one: lazy re-exports keep the public names here.
-  if name in ("load_generator", "save_generator_npz"):
-    from palm_jax.models import stylegan2_weights  # pylint: disable=import-outside-toplevel
-    return getattr(stylegan2_weights, name)
-  if name in ("GeneratorHandle", "init_generator", "init_variables"):
-    from palm_jax.models import stylegan2_handle  # pylint: disable=import-outside-toplevel
-    return getattr(stylegan2_handle, name)
-  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+def validate_impls(up_impl: str, modulation: str, field: str = "") -> None:
+  """`UserError` (before any tracing) when an implementation choice is not understood."""
+  for name, spec, choices in (("up_impl", up_impl, UP_IMPLS),
+                              ("modulation", modulation, MODULATIONS)):
+    choice_for_resolution(spec, 0, choices, f"{field}{name}")
