@@ -34,15 +34,22 @@ _NUMBERED = re.compile(r"^config_(?P<job>\w+?)(?:\.(?P<n>\d+))?\.json$")
 
 
 def check_workdir(workdir: str) -> None:
-  """UserError unless `workdir` is (or can be made) a writable directory."""
+  """UserError unless `workdir` is a writable directory or can be created as one.
+
+  Creates nothing: the probe file goes to `workdir` or its nearest existing parent.
+  """
   if "://" in workdir:
     return
   require(not os.path.exists(workdir) or os.path.isdir(workdir),
           f"--workdir={workdir} is a file, not a directory; pass a directory (it is created "
           "if missing).")
+  where = os.path.abspath(workdir)
+  while not os.path.exists(where) and os.path.dirname(where) != where:
+    where = os.path.dirname(where)
+  require(os.path.isdir(where), f"--workdir={workdir} lies under the file {where}; pass a "
+          "directory path.")
   try:
-    os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".palm_jax_write_test_{uuid.uuid4().hex}")
+    probe = os.path.join(where, f".palm_jax_write_test_{uuid.uuid4().hex}")
     with open(probe, "w") as f:
       f.write("ok")
     os.remove(probe)
