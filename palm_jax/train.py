@@ -8,7 +8,8 @@ random, or train one first), initialise or resume the state, then run jitted chu
 between chunks to log, write rollout grids and checkpoint. Outputs in DIR:
 
     metrics.jsonl, tb/        scalars per chunk (`step` = environment steps so far)
-    rollouts/*.png            rows = trajectories, columns = time
+    rollouts/*.png, *.gif     rows = trajectories (class labelled), columns = time t;
+                              one animated GIF per row (frames upscaled x4+)
     checkpoints/<step>/       Orbax: state, encoder, replay (optional), meta
     eval/linear_eval.json     linear probe at the end when `config.eval.train` is set
 """
@@ -339,11 +340,11 @@ def _summary(workdir, seconds, compile_s, env_steps, host_metrics) -> None:
 
 def _write_rollouts(workdir, writer, rollout_fn, state, gen_vars, env_params, env_steps):
   key = jax.random.fold_in(jax.random.PRNGKey(12345), env_steps)
-  frames = sharding.to_host(rollout_fn(state, gen_vars, env_params, key))
-  grid = images.make_grid(frames)
+  frames, classes = sharding.to_host(rollout_fn(state, gen_vars, env_params, key))
   if jax.process_index() == 0:
-    images.save_png(os.path.join(workdir, "rollouts", f"rollout_{env_steps:012d}.png"), grid)
-  writer.write_image(env_steps, "rollouts", grid)
+    images.save_rollout(os.path.join(workdir, "rollouts", f"rollout_{env_steps:012d}"),
+                        frames, classes)
+  writer.write_image(env_steps, "rollouts", images.make_grid(frames))
 
 
 def _final_linear_eval(config, workdir, state, ss_cfg, env_steps, mesh, eval_data) -> dict:
