@@ -100,8 +100,11 @@ class Checkpointer:
   def __init__(self, directory: str, *, max_to_keep: int = 2, async_save: bool = True,
                read_only: bool = False):
     self.directory = _abs(directory)
+    # Read-only: options a reader does not use are None/False, so Orbax has nothing to warn
+    # about ("read_only=True, setting max_to_keep=None", on every evaluation).
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
+        max_to_keep=None if read_only else max_to_keep, create=not read_only,
+        read_only=read_only, **({"save_interval_steps": 0} if read_only else {}),
         enable_async_checkpointing=async_save)
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
 

@@ -76,8 +76,9 @@ class _QuietLibraries:
 
   def filter(self, record) -> bool:
     if "/orbax/" in record.pathname:
-      return record.levelno >= 30 and "read-only" not in str(record.msg).lower() \
-          and "read only" not in str(record.msg).lower()  # 30: WARNING
+      msg = str(record.msg).lower()
+      return record.levelno >= 30 and not any(  # 30: WARNING
+          w in msg for w in ("read-only", "read only", "read_only"))
     return not str(record.msg).startswith("Unable to initialize backend")
 
 
