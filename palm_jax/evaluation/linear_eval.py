@@ -181,7 +181,9 @@ def random_floor(kwargs: Mapping[str, Any], train: Dataset, test: Dataset, *, se
   cache = os.path.join(cache_dir or os.environ.get("PALM_JAX_CACHE")
                        or os.path.expanduser("~/.cache/palm_jax"), "floors",
                        f"{key.hexdigest()[:24]}.json")
-  if os.path.exists(cache):
+  # Multi-process: every process must run the same collectives, and a cache file may be
+  # visible to some processes only, so the floor is always computed there.
+  if jax.process_count() == 1 and os.path.exists(cache):
     with open(cache) as f:
       return json.load(f)
   encoder = features_lib.random_encoder(dict(kwargs), seed=seed,
