@@ -7,7 +7,10 @@ Any config field can be overridden on the command line, e.g.
   gan          train a StyleGAN2 generator on a dataset
   linear_eval  linear probe of a run's encoder
   ood_eval     out-of-distribution detection with a run's encoder
+  coverage     how many training images generated ones cover (uniform vs PALM, Table 3)
   sample       render a class-by-sample grid from a generator
+  atari100k    DrQ(ε) on one Atari 100k game, then evaluation (configs/atari/drq.py:<game>)
+  sweep        many runs of another job (grid/variants x seeds) and their results tables
 
 Multi-host: pass `--distributed` (or set PALM_JAX_DISTRIBUTED=1) and every process calls
 `jax.distributed.initialize()`; on TPU pods and SLURM the coordinator is found
@@ -37,7 +40,10 @@ JOBS = {
     "gan": "palm_jax.gan.train",
     "linear_eval": "palm_jax.evaluation.linear_eval",
     "ood_eval": "palm_jax.evaluation.ood_eval",
+    "coverage": "palm_jax.evaluation.coverage_eval",
     "sample": "palm_jax.sample",
+    "atari100k": "palm_jax.atari100k",
+    "sweep": "palm_jax.experiments.sweep",
 }
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.",

@@ -29,7 +29,8 @@ from palm_jax import checkpoint as ckpt_lib
 from palm_jax import images, metrics as metrics_lib, palm_step, preemption, preflight
 from palm_jax import replay as replay_lib, sharding
 from palm_jax.agents import sac
-from palm_jax.envs.latent_env import EnvParams, LatentEnv
+from palm_jax.envs import renderer as renderer_lib
+from palm_jax.envs.latent_env import EnvParams
 from palm_jax.errors import UserError, require
 from palm_jax.representation import pairs as pairs_lib
 from palm_jax.representation import simsiam
@@ -97,6 +98,9 @@ def load_env_generator(config, workdir: str):
             "config.generator_kwargs (official Generator keywords such as z_dim, c_dim).")
     gen = stylegan2.init_generator(jax.random.PRNGKey(config.seed + 1),
                                    **config.generator_kwargs.to_dict())
+  elif name.startswith("procedural:"):  # a generator without weights (palm_jax.envs.renderer)
+    from palm_jax.models import procedural  # pylint: disable=g-import-not-at-top
+    gen = procedural.load(name, config.generator_kwargs.to_dict())
   elif name == "":
     require(len(config.gan) > 0, "config.generator is empty and config.gan is empty; name "
             "a generator (a file or nvidia:cifar10) or give a gan config to train one.")
@@ -155,9 +159,8 @@ class Plan:
 
 def build(config, mesh, gen, plan: Plan):
   """The environment, static step config, jitted init, and shardings."""
-  env = LatentEnv(gen.module, z_dim=gen.z_dim, w_dim=gen.w_dim, num_ws=gen.num_ws,
-                  num_classes=gen.c_dim, latent_space=config.env.latent_space,
-                  noise_mode=config.env.noise_mode)
+  env = renderer_lib.make_latent_env(gen, latent_space=config.env.latent_space,
+                                     noise_mode=config.env.noise_mode)
   step_cfg = palm_step.StepConfig(
       num_envs=config.env.num_envs, batch_size=config.batch_size,
       updates_per_step=config.agent.updates_per_step,
@@ -223,6 +226,7 @@ def _save(ckpt, env_steps, state, replay, config, ss_cfg, save_replay: bool) -> 
 def _check_finite(host_metrics: dict, env_steps: int, ckpt) -> None:
   bad = sorted(k for k, v in host_metrics.items() if not np.isfinite(v))
   if bad:
+    ckpt.wait()  # the last good checkpoint may still be writing (async): finish it first
     last = ckpt.latest_step()
     kept = f"the last good checkpoint (step {last}) is kept" if last is not None else \
         "no checkpoint had been written yet"

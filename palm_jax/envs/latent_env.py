@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from palm_jax.envs.renderer import to_uint8
 from palm_jax.errors import require
 
 
@@ -65,6 +66,9 @@ class LatentEnv:
   `c` the float one-hot class `[N, c_dim]`, `[N, 0]` when unconditional) and
   `synthesis(ws, noise_mode=...) -> images [N, H, W, C]` in [-1, 1], like
   `palm_jax.models.stylegan2.Generator`.
+
+  `LatentEnv.from_renderer(r)` builds the same environment over any
+  `palm_jax.envs.renderer.Renderer` (z space; `gen_vars` are then the renderer's params).
   """
 
   def __init__(self, generator, *, z_dim: int, w_dim: int, num_ws: int, num_classes: int,
@@ -80,6 +84,15 @@ class LatentEnv:
     self.c_dim = num_classes                # 0 for unconditional generators
     self.num_classes = max(num_classes, 1)  # unconditional generators: one "class"
     self.latent_dim = z_dim if latent_space == "z" else w_dim
+    self.renderer = None                    # set by `from_renderer`
+
+  @classmethod
+  def from_renderer(cls, renderer) -> LatentEnv:
+    """The environment over any `Renderer` (`render(params, z, c)`); dynamics unchanged."""
+    env = cls(None, z_dim=renderer.latent_dim, w_dim=renderer.latent_dim, num_ws=1,
+              num_classes=renderer.num_classes)
+    env.renderer = renderer
+    return env
 
   @property
   def action_dim(self) -> int:
@@ -93,6 +106,8 @@ class LatentEnv:
 
   def render(self, gen_vars, latent, labels, params: EnvParams, key) -> jax.Array:
     """Images `[N, H, W, C]` uint8 for latents `[N, D]` and classes `[N]`."""
+    if self.renderer is not None:  # any G(z, c): palm_jax.envs.renderer
+      return to_uint8(self.renderer.render(gen_vars, latent, labels))
     if self.latent_space == "z":
       ws = self._map(gen_vars, latent, labels, params.truncation_psi)
     else:

@@ -1,0 +1,137 @@
+"""The generated image sets that `coverage_eval` compares with the training images.
+
+A source is named by a string in `config.sources` (comma-separated):
+  uniform   N frames from the generator's prior: class c ~ U{0..C-1}, z ~ N(0, I) (mapped
+            to w when the environment's latent space is w), rendered exactly as the
+            environment renders a fresh episode (`LatentEnv.reset`: same truncation and
+            noise mode), so the only difference from `palm` is the agent's steering.
+  palm      N frames of fresh episodes acted by the policy of a PALM run's checkpoint
+            (`palm_step.make_rollout`): every frame of each episode, the first included,
+            which is what the agent's experience holds. The run's generator, environment
+            settings and state structure come from its `config_palm.json`; the state is
+            restored through `checkpoint.Checkpointer.restore`.
+  <spec>    any dataset spec of palm_jax/data, e.g. `npz:/path/frames.npz` (an `images`
+            array uint8 [N, H, W, 3]): frames handed in by the user or a future
+            experience-log reader. The first N are used.
+
+Every source returns uint8 [N, S, S, 3] at the training images' size S (generated
+frames are resized bilinearly when the generator's resolution differs).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import NamedTuple
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from palm_jax import checkpoint as ckpt_lib
+from palm_jax import palm_step, sharding
+from palm_jax.data import preprocess
+from palm_jax.envs.latent_env import LatentEnv
+from palm_jax.errors import require
+
+BUILTIN = ("uniform", "palm")
+
+
+class RunSetup(NamedTuple):
+  """The PALM run that the generated sources draw from (or a bare generator)."""
+  config: ml_collections.ConfigDict   # the run's config (or the coverage config's)
+  gen: object                         # generator handle (palm_jax.models.stylegan2)
+  workdir: str                        # the run's directory ("" without a run)
+
+
+def run_config(run_dir: str) -> ml_collections.ConfigDict | None:
+  """The PALM config a run wrote (`config_palm.json`), or None when there is none."""
+  path = os.path.join(run_dir, "config_palm.json") if run_dir else ""
+  if not path or not os.path.isfile(path):
+    return None
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def setup(config, run_dir: str) -> RunSetup:
+  """The generator (and run config) the `uniform` and `palm` sources use.
+
+  `config.generator` (non-empty) wins; otherwise the run's own generator.
+  """
+  from palm_jax import train  # pylint: disable=g-import-not-at-top
+  run_cfg = run_config(run_dir)
+  base = run_cfg if run_cfg is not None else config
+  if config.generator:
+    base = ml_collections.ConfigDict(base.to_dict())
+    base.generator = config.generator
+    base.generator_kwargs = config.generator_kwargs.to_dict()
+  require(bool(base.get("generator")),
+          f"no generator for the generated sources: {run_dir!r} has no config_palm.json "
+          "naming one; set config.generator (a file, nvidia:cifar10 or random) or "
+          "config.run to a PALM run's workdir.")
+  gen = train.load_env_generator(base, run_dir or "/nonexistent")
+  return RunSetup(base, gen, run_dir if run_cfg is not None else "")
+
+
+def _env(cfg, gen) -> LatentEnv:
+  return LatentEnv(gen.module, z_dim=gen.z_dim, w_dim=gen.w_dim, num_ws=gen.num_ws,
+                   num_classes=gen.c_dim, latent_space=cfg.env.latent_space,
+                   noise_mode=cfg.env.noise_mode)
+
+
+def _fit(frames: np.ndarray, size: int) -> np.ndarray:
+  return preprocess.resize_images(np.asarray(frames, np.uint8), size)
+
+
+def uniform_images(run: RunSetup, num: int, *, seed: int, size: int,
+                   batch: int = 256) -> np.ndarray:
+  """uint8 [num, size, size, 3]: reset frames (class uniform, z ~ N(0, I)) of the env."""
+  from palm_jax import train  # pylint: disable=g-import-not-at-top
+  env, params = _env(run.config, run.gen), train.env_params_from(run.config)
+  reset = jax.jit(lambda k, v: env.reset(k, v, params, batch)[0])
+  key, out = jax.random.PRNGKey(seed), []
+  for i in range(math.ceil(num / batch)):
+    out.append(reset(jax.random.fold_in(key, i), run.gen.variables))
+  return _fit(np.concatenate([np.asarray(o) for o in out])[:num], size)
+
+
+def restore_palm_state(run: RunSetup, step: int | None, mesh):
+  """(step, PalmState, env, env_params) restored from the run's checkpoint (no replay)."""
+  from palm_jax import train  # pylint: disable=g-import-not-at-top
+  require(bool(run.workdir), "source 'palm' needs a PALM run: set config.run (or "
+                             "--workdir) to a directory with config_palm.json and checkpoints.")
+  cfg = run.config
+  plan = train.Plan(cfg)
+  env, _, init_fn, _, _ = train.build(cfg, mesh, run.gen, plan)
+  gen_vars = sharding.host_to_global(run.gen.variables, mesh, sharded=False)
+  params = train.env_params_from(cfg)
+  abstract_state, _ = jax.eval_shape(init_fn, np.asarray(jax.random.PRNGKey(cfg.seed)),
+                                     gen_vars, params)
+  ckpt = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(run.workdir), read_only=True)
+  restored = ckpt.restore(abstract_state, step=step)
+  ckpt.close()
+  require(restored is not None, f"source 'palm': {run.workdir} has no checkpoint yet; "
+                                "train the run first or hand in frames as npz:<file>.")
+  got_step, state, _, _ = restored
+  return got_step, state, env, params, gen_vars
+
+
+def palm_images(run: RunSetup, num: int, *, seed: int, size: int, step: int | None, mesh,
+                episodes_per_call: int = 64) -> tuple[np.ndarray, int]:
+  """(uint8 [num, size, size, 3] frames of fresh policy rollouts, checkpoint step)."""
+  got_step, state, env, params, gen_vars = restore_palm_state(run, step, mesh)
+  length = int(run.config.env.episode_length)
+  rollout = palm_step.make_rollout(env, episodes_per_call, length,
+                                   run.config.agent.action_source)
+  key, out, have = jax.random.PRNGKey(seed + 1), [], 0
+  i = 0
+  while have < num:
+    frames = np.asarray(sharding.to_host(rollout(state, gen_vars, params,
+                                                 jax.random.fold_in(key, i))))
+    out.append(frames.reshape((-1,) + frames.shape[2:]))   # [E * T, H, W, C]
+    have += out[-1].shape[0]
+    i += 1
+  logging.info("PALM source: %d rollouts of %d frames from %s at step %d.",
+               i * episodes_per_call, length, run.workdir, got_step)
+  return _fit(np.concatenate(out)[:num], size), int(got_step)

@@ -1,0 +1,284 @@
+"""A sweep's results: `WORKDIR/results.csv` (member × metric) and `results.md` (mean ± std, n).
+
+Metrics are read from every `runs/<member>/eval/*.json`, by content rather than file name
+(so other eval file names, e.g. one file per dataset or snapshot step, are read too):
+
+  * a linear probe result (palm_jax/evaluation/linear_eval.py: a dict with `test_top1`,
+    `dataset`, `step`)            → metric `linear_eval/test_top1`
+  * an OOD details file (palm_jax/evaluation/ood_eval.py `ood_details.json`: `auroc` =
+    {set: {score: auroc}}, `step`) → metrics `ood/<set>/<score>`; a bare `ood.json`
+    ({set: {score: auroc}}) is read only when no file of the member carries `auroc`
+  * anything else (ROC curves, later analyses' files) is ignored; extra fields are fine.
+
+Each value keeps the file's `dataset` and `step` fields, so a curve over snapshot steps (one
+file per step) stays one metric with several steps. Duplicates of (metric, dataset, step)
+keep the first file in sorted order.
+
+results.csv: one row per member and metric (one per step/dataset where a member has
+several): member, variant, every axis, seed (an axis, or the member config's), metric,
+dataset, step, value, status, error. A member without a value for a metric that
+others have (failed, missing, still running) gets one row with an empty value and its
+status: it is listed, never dropped.
+
+results.md: one table per metric family (linear_eval, ood), rows = conditions (member
+name without the seed, plus dataset/step when those vary), cells = mean ± std (n) over the
+seeds that have a value; std is the sample standard deviation (ddof = 1; "–" for n = 1).
+With `matrix` (sweep.py passes it for heat-map sweeps, Fig 5) a rows × columns table of one
+metric per variant. Then every member not done, with its status and error sentence.
+"""
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import math
+import os
+from typing import Sequence
+
+from palm_jax.errors import require
+from palm_jax.experiments import runner, spec as spec_lib
+
+
+def _number(value) -> bool:
+  return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(
+      float(value))
+
+
+def _auroc_map(obj) -> bool:
+  return isinstance(obj, dict) and bool(obj) and all(
+      isinstance(v, dict) and v and all(_number(x) for x in v.values()) for v in obj.values())
+
+
+def read_metrics(member_dir: str) -> list[dict]:
+  """[{metric, dataset, step, value, file}] from `member_dir/eval/*.json` (see module doc)."""
+  files = sorted(glob.glob(os.path.join(member_dir, "eval", "*.json")))
+  loaded = []
+  for path in files:
+    try:
+      with open(path) as f:
+        loaded.append((os.path.basename(path), json.load(f)))
+    except (OSError, ValueError):
+      continue  # half-written or foreign file: the member's status tells what happened
+  has_details = any(isinstance(o, dict) and _auroc_map(o.get("auroc")) for _, o in loaded)
+  out, seen = [], set()
+
+  def add(metric, dataset, step, value, name):
+    key = (metric, dataset, step)
+    if key not in seen and _number(value):
+      seen.add(key)
+      out.append({"metric": metric, "dataset": dataset, "step": step,
+                  "value": float(value), "file": name})
+
+  for name, obj in loaded:
+    if not isinstance(obj, dict):
+      continue
+    step = obj.get("step") if _number(obj.get("step")) else None
+    step = int(step) if step is not None else None
+    if _number(obj.get("test_top1")):
+      add("linear_eval/test_top1", str(obj.get("dataset") or ""), step, obj["test_top1"],
+          name)
+    if _auroc_map(obj.get("auroc")):
+      dataset = str(obj.get("dataset") or "")  # ood_details.json names no dataset today
+      for set_name, by_score in obj["auroc"].items():
+        for score, value in by_score.items():
+          add(f"ood/{set_name}/{score}", dataset, step, value, name)
+    elif not has_details and _auroc_map(obj):
+      for set_name, by_score in obj.items():
+        for score, value in by_score.items():
+          add(f"ood/{set_name}/{score}", "", step, value, name)
+  return out
+
+
+def member_status(member: spec_lib.Member) -> tuple[str, str]:
+  """(done | failed | incomplete | missing, error sentence or "")."""
+  if not os.path.isdir(member.workdir):
+    return "missing", ""
+  status = runner.read_status(member.workdir)
+  state = status.get("state")
+  if state == "done":
+    return "done", ""
+  if state == "failed":
+    return "failed", f"{status.get('stage', '?')}: {status.get('error', '')}"
+  if state == "running":
+    return "incomplete", f"interrupted or still running in stage {status.get('stage', '?')}"
+  return "missing", ""
+
+
+def collect(members: Sequence[spec_lib.Member]) -> tuple[list[dict], list[str]]:
+  """(rows of results.csv as dicts, axis labels) for these members (see module doc)."""
+  labels = spec_lib.axis_labels([k for k, _ in members[0].axes]) if members else {}
+  per_member, all_metrics = [], []
+  for m in members:
+    status, error = member_status(m)
+    metrics = read_metrics(m.workdir) if os.path.isdir(m.workdir) else []
+    per_member.append((m, status, error, metrics))
+    for r in metrics:
+      if r["metric"] not in all_metrics:
+        all_metrics.append(r["metric"])
+  rows = []
+  for m, status, error, metrics in per_member:
+    base = {"member": m.name, "condition": m.condition, "variant": m.variant,
+            **{labels[k]: v for k, v in m.axes}}
+    if spec_lib.SEED_KEY not in labels:  # no seed axis: the seed the member's config has
+      base[spec_lib.SEED_KEY] = _config_seed(m.workdir)
+    for metric in all_metrics or [""]:
+      found = [r for r in metrics if r["metric"] == metric]
+      for r in found or [{"dataset": "", "step": None, "value": ""}]:
+        # A metric the member lacks is one row with no value: listed, never dropped.
+        rows.append({**base, "metric": metric, "dataset": r["dataset"],
+                     "step": "" if r["step"] is None else r["step"], "value": r["value"],
+                     "status": status, "error": error})
+  columns = list(labels.values())
+  return rows, columns + ([] if spec_lib.SEED_KEY in labels else [spec_lib.SEED_KEY])
+
+
+def _config_seed(member_dir: str):
+  """`seed` of the member's training config (member.json), "" when unknown."""
+  try:
+    with open(os.path.join(member_dir, runner.MEMBER_FILE)) as f:
+      return json.load(f)["stages"][0]["config"].get(spec_lib.SEED_KEY, "")
+  except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
+    return ""
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
+  """(mean, sample std with ddof = 1 (nan for n < 2), n)."""
+  n = len(values)
+  if n == 0:
+    return math.nan, math.nan, 0
+  mean = sum(values) / n
+  std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else math.nan
+  return mean, std, n
+
+
+def cell(values: Sequence[float]) -> str:
+  mean, std, n = mean_std(values)
+  if n == 0:
+    return "– (n=0)"
+  return f"{mean:.4f} ± {std:.4f} (n={n})" if n > 1 else f"{mean:.4f} ± – (n=1)"
+
+
+def group(rows: Sequence[dict]) -> dict:
+  """{family: {(condition, dataset, step): {metric: [values over seeds]}}}, order kept."""
+  out: dict = {}
+  for r in rows:
+    if r["metric"] and r["value"] != "":
+      family = r["metric"].split("/", 1)[0]
+      bucket = out.setdefault(family, {}).setdefault(
+          (r["condition"], r["dataset"], r["step"]), {})
+      bucket.setdefault(r["metric"], []).append(float(r["value"]))
+  for r in rows:  # a condition none of whose seeds has the metric still gets a row (n=0)
+    if r["metric"] and r["value"] == "":
+      family = r["metric"].split("/", 1)[0]
+      by_key = out.setdefault(family, {})
+      mine = [b for k, b in by_key.items() if k[0] == r["condition"]]
+      if not any(r["metric"] in b for b in mine):
+        (mine[0] if mine else by_key.setdefault((r["condition"], "", ""), {})).setdefault(
+            r["metric"], [])
+  return out
+
+
+def sorted_unique(values) -> list:
+  out = []
+  for v in values:
+    if v not in out:
+      out.append(v)
+  try:
+    return sorted(out)
+  except TypeError:
+    return out
+
+
+def grid_stats(rows: Sequence[dict], lx: str, ly: str):
+  """(x values, y values, [[(mean, std, n)] per x] per y) over the rows' values (Fig 5)."""
+  xs = sorted_unique([r[lx] for r in rows])
+  ys = sorted_unique([r[ly] for r in rows])
+  stats = [[mean_std([float(r["value"]) for r in rows
+                      if r[lx] == xv and r[ly] == yv and r["value"] != ""])
+            for xv in xs] for yv in ys]
+  return xs, ys, stats
+
+
+def matrix_markdown(rows: Sequence[dict], metric: str, lx: str, ly: str) -> list[str]:
+  """A `ly` × `lx` table of `metric` (e.g. alpha rows × beta columns), one per variant."""
+  lines = []
+  for variant in sorted_unique([r["variant"] for r in rows]):
+    vrows = [r for r in rows if r["metric"] == metric and r["variant"] == variant]
+    if not vrows:
+      continue
+    xs, ys, stats = grid_stats(vrows, lx, ly)
+    lines += [f"## {metric}: {ly} (rows) x {lx} (columns)" + (f", {variant}" if variant
+                                                               else ""), "",
+              f"| {ly} / {lx} | " + " | ".join(spec_lib.format_value(x) for x in xs) + " |",
+              "|" + "---|" * (len(xs) + 1)]
+    for yv, row in zip(ys, stats):
+      lines.append(f"| {spec_lib.format_value(yv)} | " + " | ".join(
+          cell([]) if not n else (f"{m:.4f} ± {s:.4f} (n={n})" if n > 1 else
+                                  f"{m:.4f} ± – (n=1)") for m, s, n in row) + " |")
+    lines.append("")
+  return lines
+
+
+def markdown(rows: Sequence[dict], members: Sequence[spec_lib.Member], title: str,
+             matrix: tuple | None = None) -> str:
+  statuses = {}
+  for r in rows:
+    statuses.setdefault(r["member"], (r["status"], r["error"]))
+  counts = {}
+  for s, _ in statuses.values():
+    counts[s] = counts.get(s, 0) + 1
+  lines = [f"# {title}", "", f"{len(members)} members: " + ", ".join(
+      f"{n} {s}" for s, n in sorted(counts.items())) + ". Cells: mean ± sample std (n "
+      "seeds with a value).", ""]
+  for family, by_key in group(rows).items():
+    metrics = []
+    for bucket in by_key.values():
+      metrics += [m for m in bucket if m not in metrics]
+    show_dataset = len({k[1] for k in by_key if k[1] != ""}) > 1
+    show_step = len({k[2] for k in by_key if k[2] != ""}) > 1
+    head = ["condition"] + (["dataset"] if show_dataset else []) + (
+        ["step"] if show_step else []) + [m.split("/", 1)[1] for m in metrics]
+    lines += [f"## {family}", "", "| " + " | ".join(head) + " |",
+              "|" + "---|" * len(head)]
+    for (condition, dataset, step), bucket in by_key.items():
+      row = [condition or "(all)"] + ([dataset] if show_dataset else []) + (
+          [str(step)] if show_step else []) + [cell(bucket.get(m, [])) for m in metrics]
+      lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+  if matrix:
+    lines += matrix_markdown(rows, *matrix)
+  not_done = [(name, s, e) for name, (s, e) in statuses.items() if s != "done"]
+  lines += ["## Members not done", ""]
+  if not_done:
+    lines += [f"- `{name}`: {s}" + (f" — {e}" if e else "") for name, s, e in not_done]
+  else:
+    lines.append("(none: every member finished)")
+  return "\n".join(lines) + "\n"
+
+
+def aggregate(members: Sequence[spec_lib.Member], workdir: str, *,
+              title: str = "Sweep results", matrix: tuple | None = None) -> dict:
+  """Writes WORKDIR/results.csv and results.md; returns {"rows", "csv", "md"}.
+
+  `matrix`: (metric, x axis key, y axis key) adds a y × x table of that metric (Fig 5).
+  """
+  rows, labels = collect(members)
+  os.makedirs(workdir, exist_ok=True)
+  csv_path = os.path.join(workdir, "results.csv")
+  fields = ["member", "variant"] + labels + ["metric", "dataset", "step", "value", "status",
+                                             "error"]
+  with open(csv_path + ".tmp", "w", newline="") as f:
+    writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+  os.replace(csv_path + ".tmp", csv_path)
+  md_path = os.path.join(workdir, "results.md")
+  with open(md_path, "w") as f:
+    if matrix:
+      labels_of = spec_lib.axis_labels([k for k, _ in members[0].axes])
+      for key in matrix[1:]:
+        require(key in labels_of, f"config.plots names the axis {key!r}, which is not one "
+                                  f"of the sweep's axes {list(labels_of)}; use one of them.")
+      matrix = (matrix[0], labels_of[matrix[1]], labels_of[matrix[2]])
+    f.write(markdown(rows, members, title, matrix))
+  return {"rows": rows, "csv": csv_path, "md": md_path}

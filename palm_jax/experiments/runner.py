@@ -1,0 +1,200 @@
+"""Runs a sweep's members on this machine, one after another, resumably.
+
+Per member folder (`WORKDIR/runs/<name>/`):
+
+    member.json    the member: name, variant, axis values, every stage's command line and
+                   resolved config (written before anything runs)
+    status.json    {"state": "running" | "done" | "failed", "completed": [stage, ...],
+                    "stage": the stage running or failed, "error": one sentence, seconds}
+    DONE           written after the last stage succeeded: the member is finished
+    logs/<stage>.log  the stage's stdout and stderr (subprocess executor)
+
+A member with `DONE` is skipped. Otherwise its stages not yet in `completed` run in order:
+an interrupted training stage simply runs again and the palm job resumes from its own
+checkpoints in the folder; a finished stage is not repeated. A failing stage marks the member
+failed with the one-sentence error and the sweep goes on with the next member; a rerun
+of the sweep retries failed members.
+
+Executor. Each stage runs as a subprocess `python -m palm_jax.main ...` by default: a crash
+(XLA abort, out-of-memory kill, a NaN stop) takes down only that member; device memory and
+compiled programs are released between members (a sweep mixes shapes and generators); and
+it is exactly the command a cluster runs (palm_jax/experiments/cluster.py), which the
+member.json records for hand reruns. The price is one interpreter start and compilation per
+stage (seconds; XLA's persistent cache takes the recompilation away when
+JAX_COMPILATION_CACHE_DIR is set). `executor="inprocess"` calls `palm_jax.main.run_job` in
+this process instead: no isolation, but lets tests register a fake job.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from typing import Callable, Sequence
+
+from absl import logging
+
+from palm_jax.errors import UserError
+from palm_jax.experiments import spec as spec_lib
+
+DONE_FILE = "DONE"
+STATUS_FILE = "status.json"
+MEMBER_FILE = "member.json"
+
+
+def _write_json(path: str, obj) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(obj, f, indent=2, default=str)
+  os.replace(path + ".tmp", path)
+
+
+def read_status(member_dir: str) -> dict:
+  """The member's status.json (`{}` when absent or unreadable); DONE wins over it."""
+  status = {}
+  try:
+    with open(os.path.join(member_dir, STATUS_FILE)) as f:
+      status = json.load(f)
+  except (OSError, ValueError):
+    pass
+  if os.path.exists(os.path.join(member_dir, DONE_FILE)):
+    status["state"] = "done"
+  return status
+
+
+def write_member_file(member: spec_lib.Member) -> None:
+  """`member.json`: what this member is and exactly how each stage is run."""
+  stages = []
+  for stage in member.stages:
+    config = spec_lib.resolve(stage.config_file, stage.overrides)
+    stages.append({"name": stage.name, "config_file": stage.config_file,
+                   "overrides": [[k, v] for k, v in stage.overrides],
+                   "command": ["python", "-m", "palm_jax.main",
+                               *stage.argv(member.workdir)],
+                   "config": json.loads(config.to_json_best_effort())})
+  _write_json(os.path.join(member.workdir, MEMBER_FILE), {
+      "name": member.name, "index": member.index, "variant": member.variant,
+      "axes": [[k, v] for k, v in member.axes], "stages": stages})
+
+
+_ERROR_LINE = re.compile(r"^(error: .+|[A-Za-z_.]*(Error|Exception|Interrupt)\b.*)$")
+
+
+def error_sentence(output: str, returncode: int) -> str:
+  """The one line that says why a stage failed: main's `error: ...`, else the exception."""
+  lines = [l.strip() for l in output.splitlines() if l.strip()]
+  for line in reversed(lines):
+    if line.startswith("error: "):
+      return line[len("error: "):]
+  for line in reversed(lines):
+    if _ERROR_LINE.match(line):
+      return line
+  if returncode < 0:
+    return f"killed by signal {-returncode} (out of memory?); see the stage's log."
+  return f"exit status {returncode}; see the stage's log."
+
+
+def _run_subprocess(stage: spec_lib.Stage, member: spec_lib.Member, python: str) -> str | None:
+  """Runs a stage as `python -m palm_jax.main`; None on success, else the error sentence."""
+  log_path = os.path.join(member.workdir, "logs", f"{stage.name}.log")
+  os.makedirs(os.path.dirname(log_path), exist_ok=True)
+  cmd = [python, "-m", "palm_jax.main", *stage.argv(member.workdir)]
+  with open(log_path, "a") as log:
+    log.write(f"\n$ {' '.join(cmd)}\n")
+    log.flush()
+    proc = subprocess.run(cmd, cwd=str(spec_lib.REPO), stdout=log, stderr=subprocess.STDOUT,
+                          check=False)
+  if proc.returncode == 0:
+    return None
+  with open(log_path) as f:
+    tail = f.read()[-20000:]
+  return error_sentence(tail, proc.returncode)
+
+
+def _run_inprocess(stage: spec_lib.Stage, member: spec_lib.Member) -> str | None:
+  from palm_jax import main  # pylint: disable=g-import-not-at-top
+  try:
+    main.run_job(spec_lib.resolve(stage.config_file, stage.overrides), member.workdir)
+  except UserError as e:
+    return str(e)
+  except Exception as e:  # pylint: disable=broad-except
+    # A failing member must not stop the sweep; the log keeps the traceback.
+    logging.exception("member %s stage %s failed", member.name, stage.name)
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}".strip()
+  return None
+
+
+@dataclasses.dataclass
+class Summary:
+  """What a local sweep did: member names per outcome, and each failure's sentence."""
+  ran: list = dataclasses.field(default_factory=list)
+  skipped: list = dataclasses.field(default_factory=list)
+  failed: dict = dataclasses.field(default_factory=dict)
+
+  def text(self, total: int) -> str:
+    lines = [f"sweep: {total} members: {len(self.ran)} ran, {len(self.skipped)} already "
+             f"done (skipped), {len(self.failed)} failed."]
+    lines += [f"  FAILED {name}: {err}" for name, err in self.failed.items()]
+    return "\n".join(lines)
+
+
+def run_member(member: spec_lib.Member, *, executor: str = "subprocess",
+               python: str | None = None,
+               on_stage: Callable[[spec_lib.Member, str], None] | None = None) -> str | None:
+  """Runs the member's unfinished stages; None when it is done, else the error sentence."""
+  status = read_status(member.workdir)
+  completed = list(status.get("completed", []))
+  start = time.time()
+  for stage in member.stages:
+    if stage.name in completed:
+      continue
+    _write_json(os.path.join(member.workdir, STATUS_FILE), {
+        "state": "running", "stage": stage.name, "completed": completed,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    if on_stage is not None:
+      on_stage(member, stage.name)
+    logging.info("sweep member %s: stage %s", member.name, stage.name)
+    if executor != "inprocess":
+      print(f"  {stage.name}: {os.path.join(member.workdir, 'logs', stage.name + '.log')}",
+            flush=True)
+    t0 = time.time()
+    if executor == "inprocess":
+      error = _run_inprocess(stage, member)
+    else:
+      error = _run_subprocess(stage, member, python or sys.executable)
+    if error is not None:
+      _write_json(os.path.join(member.workdir, STATUS_FILE), {
+          "state": "failed", "stage": stage.name, "completed": completed, "error": error,
+          "seconds": round(time.time() - t0, 1)})
+      return error
+    completed.append(stage.name)
+  _write_json(os.path.join(member.workdir, STATUS_FILE), {
+      "state": "done", "completed": completed, "seconds": round(time.time() - start, 1)})
+  with open(os.path.join(member.workdir, DONE_FILE), "w") as f:
+    f.write(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+  return None
+
+
+def run_local(members: Sequence[spec_lib.Member], *, executor: str = "subprocess",
+              python: str | None = None, on_stage=None) -> Summary:
+  """Runs every member not yet done, one after another; failures are recorded, not raised."""
+  if executor not in ("subprocess", "inprocess"):
+    raise UserError(f"config.executor={executor!r} is not known; use 'subprocess' (isolated, "
+                    "the default) or 'inprocess'.")
+  summary = Summary()
+  for member in members:
+    write_member_file(member)
+    if read_status(member.workdir).get("state") == "done":
+      summary.skipped.append(member.name)
+      continue
+    print(f"sweep: member {member.index + 1}/{len(members)} {member.name}", flush=True)
+    error = run_member(member, executor=executor, python=python, on_stage=on_stage)
+    if error is None:
+      summary.ran.append(member.name)
+    else:
+      summary.failed[member.name] = error
+      print(f"sweep: member {member.name} FAILED: {error}", flush=True)
+  return summary

@@ -1,0 +1,92 @@
+r"""`config.job = "sweep"`: many runs from one config, and their results as tables.
+
+    python -m palm_jax.main --config=configs/sweeps/fig5.py:mini --workdir=runs/fig5_mini
+    python -m palm_jax.main --config=configs/sweeps/fig5.py --workdir=/shared/fig5 \
+        --config.mode=slurm                       # then: bash /shared/fig5/slurm/submit.sh
+    python -m palm_jax.main --config=configs/sweeps/fig5.py --workdir=/shared/fig5 \
+        --config.mode=aggregate                   # results.csv / results.md of what exists
+
+`config.mode`:
+  local      run every unfinished member here, one after another (resumable; failures are
+             recorded and the sweep goes on), then aggregate
+  expand     only write WORKDIR/runs/<member>/member.json (what would run, and how)
+  slurm      write a SLURM job array (WORKDIR/slurm/, launch/slurm_array.sbatch)
+  tpu        write a command list for TPU pod slices (WORKDIR/tpu/commands.txt)
+  aggregate  WORKDIR/results.csv and results.md from the members' eval/*.json, and the
+             `config.plots` figure in WORKDIR/plots/ (palm_jax/experiments/plots.py)
+
+The spec (base, overrides, variants, axes, evals) is palm_jax/experiments/spec.py's; every
+member's every stage is validated before anything runs or is written. This job calls the
+other jobs only through their command line (`python -m palm_jax.main`) or, with
+`executor="inprocess"`, through `palm_jax.main.run_job`: never their internals.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+
+from palm_jax.errors import require
+from palm_jax.experiments import aggregate as aggregate_lib
+from palm_jax.experiments import cluster, runner, spec as spec_lib
+
+MODES = ("local", "expand", "slurm", "tpu", "aggregate")
+
+
+def _write_index(members, workdir: str) -> str:
+  path = os.path.join(workdir, "sweep.json")
+  os.makedirs(workdir, exist_ok=True)
+  with open(path, "w") as f:
+    json.dump({"members": [{"index": m.index, "name": m.name, "variant": m.variant,
+                            "axes": [[k, v] for k, v in m.axes], "workdir": m.workdir}
+                           for m in members]}, f, indent=2, default=str)
+  return path
+
+
+def run(config, workdir: str) -> None:
+  """The job: `config` as in configs/sweeps/*.py."""
+  mode = config.get("mode", "local")
+  require(mode in MODES, f"config.mode={mode!r} is not known; use one of {list(MODES)}.")
+  members = spec_lib.expand(config, workdir)  # validates everything before any work
+  if jax.process_index() != 0:
+    return  # the sweep's bookkeeping is one process's job; members run as their own jobs
+  workdir = os.path.abspath(workdir)
+  _write_index(members, workdir)
+  title = config.get("title") or f"Sweep {os.path.basename(workdir)}"
+  print(f"sweep: {len(members)} members under {workdir}/runs/", flush=True)
+  if mode == "expand":
+    for m in members:
+      runner.write_member_file(m)
+      print(f"  {m.name}")
+    return
+  if mode in ("slurm", "tpu"):
+    for m in members:
+      runner.write_member_file(m)
+    if mode == "slurm":
+      out = cluster.write_slurm(members, workdir, config.get("slurm"))
+      print(f"sweep: wrote {out['commands']}; submit with\n  bash {out['submit']}\n"
+            f"(= {out['sbatch']})\nthen aggregate with --config.mode=aggregate.")
+    else:
+      out = cluster.write_tpu(members, workdir)
+      print(f"sweep: wrote {out['commands']} (line i+1 = member i); with TPU_NAME and ZONE "
+            f"exported run one line per slice, e.g.\n  bash -c \"$(sed -n 1p "
+            f"{out['commands']})\"\nthen aggregate with --config.mode=aggregate.")
+    return
+  if mode == "local":
+    summary = runner.run_local(members, executor=config.get("executor", "subprocess"),
+                               python=config.get("python") or None)
+    print(summary.text(len(members)), flush=True)
+  plots = config.get("plots") or {}
+  matrix = ((plots.get("metric", "linear_eval/test_top1"), plots["x"], plots["y"])
+            if plots.get("kind") == "heatmap" else None)
+  result = aggregate_lib.aggregate(members, workdir, title=title, matrix=matrix)
+  print(f"sweep: wrote {result['csv']} and {result['md']}", flush=True)
+  if plots.get("kind"):
+    from palm_jax.experiments import plots as plots_lib  # pylint: disable=g-import-not-at-top
+    path = plots_lib.plot(result["rows"], [k for k, _ in members[0].axes],
+                          os.path.join(workdir, "plots"), kind=plots["kind"],
+                          metric=plots.get("metric", "linear_eval/test_top1"),
+                          x=plots.get("x", ""), y=plots.get("y", ""), title=title)
+    print(f"sweep: wrote {path}" if path else
+          f"sweep: no member has {plots.get('metric')!r} yet; no plot drawn.", flush=True)
