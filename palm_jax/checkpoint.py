@@ -14,13 +14,22 @@ layout is the same). `restore_encoder(workdir, step)` looks there when the rolli
 checkpoints do not hold `step`.
 
 Every process calls `save`/`restore` (Orbax coordinates multi-host writes). A run killed
-mid-save leaves only a temporary directory that Orbax ignores; a checkpoint that cannot be
-read is skipped with a warning in favour of the previous one, and nothing is ever deleted
-except by `max_to_keep` rotation.
+mid-save leaves only a temporary directory that Orbax ignores. A newest checkpoint that
+cannot be read while an older one can is *moved aside* to `DIR/checkpoints/broken/<step>`
+(never deleted: it may be worth inspecting) with one warning, so the resumed run can save
+that step again; nothing is ever deleted except by `max_to_keep` rotation.
+
+Full disks: `save` first compares the free space of the checkpoint directory with the
+size of what it writes (array bytes × `SPACE_MARGIN`); a save that still fails (quota,
+ENOSPC mid-write) removes its own `*.orbax-checkpoint-tmp*` folder and becomes one
+`UserError` sentence; the previous checkpoint is untouched.
 """
 from __future__ import annotations
 
+import glob
+import math
 import os
+import shutil
 from typing import Any
 
 import jax
@@ -30,6 +39,54 @@ from absl import logging
 from palm_jax.errors import UserError
 
 ITEMS = ("state", "encoder", "replay", "meta")
+BROKEN = "broken"
+# Orbax/TensorStore write the array bytes plus per-chunk metadata and OCDBT manifests:
+# a measured smoke checkpoint is ~1.05x its array bytes; 1.25x + 16 MiB leaves headroom.
+SPACE_MARGIN, SPACE_OVERHEAD = 1.25, 16 << 20
+
+
+def tree_bytes(*trees: Any) -> int:
+  """Bytes of all array leaves (arrays or ShapeDtypeStructs) of `trees`, global shapes."""
+  total = 0
+  for tree in trees:
+    for leaf in jax.tree.leaves(tree):
+      if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
+        total += math.prod(leaf.shape) * jax.numpy.dtype(leaf.dtype).itemsize
+  return int(total)
+
+
+def free_bytes(path: str) -> int | None:
+  """Free bytes on the filesystem of `path` (its nearest existing parent); None if remote."""
+  if "://" in path:
+    return None
+  path = os.path.abspath(path)
+  while not os.path.exists(path) and os.path.dirname(path) != path:
+    path = os.path.dirname(path)
+  return shutil.disk_usage(path).free
+
+
+def _mib(n: int) -> str:
+  return f"{n / 2**20:,.1f} MiB"
+
+
+def check_free_space(directory: str, nbytes: int, what: str) -> None:
+  """UserError unless `directory`'s filesystem has room for `nbytes` × the margin."""
+  need = int(nbytes * SPACE_MARGIN) + SPACE_OVERHEAD
+  free = free_bytes(directory)
+  if free is not None and free < need:
+    raise UserError(f"{what} needs about {_mib(need)} in {directory} but only {_mib(free)} "
+                    "is free; free some space or give a --workdir on a larger disk (a rerun "
+                    "resumes from the last checkpoint).")
+
+
+def _reason(e: BaseException) -> str:
+  """A short readable cause: the first line of the message, cut at 160 characters."""
+  lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
+  text = lines[0] if lines else ""
+  if any(code in text for code in ("OUT_OF_RANGE", "DATA_LOSS", "Error reading")):
+    return "its data files are truncated or corrupt"  # TensorStore's wording is internal
+  text = text if len(text) <= 160 else text[:157] + "..."
+  return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 def _abs(path: str) -> str:
@@ -49,8 +106,11 @@ class Checkpointer:
   def __init__(self, directory: str, *, max_to_keep: int | None = 2, async_save: bool = True,
                read_only: bool = False):
     self.directory = _abs(directory)
+    # Read-only: options a reader does not use are None/False, so Orbax has nothing to warn
+    # about ("read_only=True, setting max_to_keep=None", on every evaluation).
     options = ocp.CheckpointManagerOptions(
-        max_to_keep=max_to_keep, create=not read_only, read_only=read_only,
+        max_to_keep=None if read_only else max_to_keep, create=not read_only,
+        read_only=read_only, **({"save_interval_steps": 0} if read_only else {}),
         enable_async_checkpointing=async_save)
     self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
 
@@ -63,14 +123,63 @@ class Checkpointer:
 
   def save(self, step: int, *, state: Any, meta: dict, encoder: Any = None,
            replay: Any = None) -> None:
-    """Saves (asynchronously) the items given; `meta` must be JSON-serialisable."""
+    """Saves (asynchronously) the items given; `meta` must be JSON-serialisable.
+
+    Raises a UserError (before writing anything) when the disk lacks room, or when the
+    save, or the previous asynchronous one, fails; the last finished checkpoint stays.
+    """
+    try:
+      self._manager.wait_until_finished()  # the previous async save's errors surface here
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._failed_save(None, e) from None
+    check_free_space(self.directory, tree_bytes(state, encoder, replay),
+                     f"the checkpoint of step {int(step):,}")
     items = {"state": ocp.args.StandardSave(state),
              "meta": ocp.args.JsonSave(dict(meta, step=int(step)))}
     if encoder is not None:
       items["encoder"] = ocp.args.StandardSave(encoder)
     if replay is not None:
       items["replay"] = ocp.args.StandardSave(replay)
-    self._manager.save(int(step), args=ocp.args.Composite(**items), force=True)
+    try:
+      self._manager.save(int(step), args=ocp.args.Composite(**items), force=True)
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._failed_save(int(step), e) from None
+    logging.info("Saving checkpoint %s (%s) to %s.", f"{int(step):,}",
+                 _mib(tree_bytes(state, encoder, replay)), self.directory)
+
+  def _failed_save(self, step: int | None, e: BaseException) -> UserError:
+    """Removes the unfinished step folders and words the failure as one sentence."""
+    if jax.process_index() == 0 and "://" not in self.directory:
+      for tmp in glob.glob(os.path.join(self.directory, "*.orbax-checkpoint-tmp*")):
+        shutil.rmtree(tmp, ignore_errors=True)
+    kept = [s for s in self.all_steps() if step is None or s != step]
+    try:
+      self._manager.reload()
+      kept = self.all_steps()
+    except Exception:  # pylint: disable=broad-except
+      pass
+    last = (f"the last finished checkpoint (step {kept[-1]:,}) is intact" if kept
+            else "no earlier checkpoint exists")
+    return UserError(f"saving the checkpoint{'' if step is None else f' of step {step:,}'} in "
+                     f"{self.directory} failed ({_reason(e)}); {last}; free disk space and "
+                     "rerun to resume.")
+
+  def _move_aside(self, steps: list[int], kept: int, reasons: dict) -> None:
+    """Moves unreadable step folders to `DIR/broken/<step>` (process 0) and reloads."""
+    if jax.process_index() == 0:
+      broken = os.path.join(self.directory, BROKEN)
+      os.makedirs(broken, exist_ok=True)
+      for s in steps:
+        dest, i = os.path.join(broken, str(s)), 1
+        while os.path.exists(dest):  # an earlier run already moved a step of this number
+          dest, i = os.path.join(broken, f"{s}.{i}"), i + 1
+        os.replace(os.path.join(self.directory, str(s)), dest)
+        logging.warning("Checkpoint %d cannot be read (%s); moved it to %s and resumed from "
+                        "step %d.", s, reasons[s], dest, kept)
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("palm_jax_checkpoint_move_aside")
+    self._manager.reload()
 
   def _restore_items(self, step: int, **items) -> dict:
     return dict(self._manager.restore(step, args=ocp.args.Composite(**items)).items())
@@ -81,8 +190,9 @@ class Checkpointer:
 
     `state_template` (and `replay_template`) are pytrees of arrays (or ShapeDtypeStructs)
     whose shapes, dtypes and shardings the restored arrays take. Returns None when the
-    directory holds no checkpoint. An unreadable newest checkpoint is skipped with a warning
-    (fallback); if none can be read, raises a UserError naming the directory.
+    directory holds no checkpoint. Newer checkpoints that cannot be read while an older one
+    can are moved to `DIR/broken/<step>` with one warning each; if none can be read (a
+    changed config, say), nothing is moved and a UserError names the directory.
     """
     steps = self.all_steps()
     if not steps:
@@ -91,7 +201,7 @@ class Checkpointer:
     if step is not None and step not in steps:
       raise UserError(f"no checkpoint for step {step} in {self.directory} (it has {steps}); "
                       "pass one of those steps or none for the latest.")
-    errors = []
+    errors, failed, reasons = [], [], {}
     for s in candidates:
       items = {"state": ocp.args.StandardRestore(abstract(state_template)),
                "meta": ocp.args.JsonRestore()}
@@ -107,14 +217,17 @@ class Checkpointer:
             out = self._restore_items(s, **items)
             logging.warning("Checkpoint %d has no readable replay buffer; starting with an "
                             "empty one.", s)
+            if failed:
+              self._move_aside(failed, s, reasons)
             return s, out["state"], None, out["meta"]
           except Exception:  # pylint: disable=broad-except
             pass
-        msg = str(e).strip().splitlines()
-        errors.append(f"step {s}: {type(e).__name__}: {msg[-1] if msg else ''}"[:300])
-        logging.warning("Could not read checkpoint %d in %s (%s); trying an older one.",
-                        s, self.directory, errors[-1])
+        reasons[s] = _reason(e)
+        errors.append(f"step {s}: {reasons[s]}")
+        failed.append(s)
         continue
+      if failed:  # an older step reads with the same template: the newer ones are broken
+        self._move_aside(failed, s, reasons)
       return s, out["state"], out.get("replay"), out["meta"]
     raise UserError(
         f"no checkpoint in {self.directory} could be restored into this run's state "
@@ -122,10 +235,13 @@ class Checkpointer:
         "the broken checkpoint directories aside.")
 
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      raise self._failed_save(None, e) from None
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
+    self.wait()
     self._manager.close()
 
 

@@ -1,4 +1,9 @@
-"""Images for people: float [-1, 1] or uint8 batches → grids → PNG files."""
+"""Images for people: float [-1, 1] or uint8 batches → grids → PNG files and GIFs.
+
+Rollouts are written at a readable size: 16-32 px frames upscaled by nearest neighbour
+(×4 at least, so pixels stay crisp), labelled with the episode class and the time t, and
+every trajectory also as a looping animated GIF (Pillow).
+"""
 from __future__ import annotations
 
 import os
@@ -47,3 +52,69 @@ def save_png(path: str, image) -> str:
   Image.fromarray(image).save(tmp, format="PNG")
   os.replace(tmp, path)
   return path
+
+
+def upscale(images, factor: int) -> np.ndarray:
+  """Nearest-neighbour ×`factor` of `[..., H, W, C]` images (pixels stay crisp)."""
+  images = np.asarray(images)
+  return np.repeat(np.repeat(images, factor, axis=-3), factor, axis=-2)
+
+
+def readable_scale(size: int, target: int = 64) -> int:
+  """The integer factor (at least 4) that makes a `size`-pixel frame about `target` px."""
+  return max(4, -(-target // max(size, 1)))
+
+
+def _text(draw, xy, text: str) -> None:
+  draw.text(xy, text, fill=(0, 0, 0))
+
+
+def labelled_grid(frames, classes, *, scale: int | None = None, pad: int = 2) -> np.ndarray:
+  """`[rows, T, H, W, C]` frames → an RGB uint8 grid upscaled ×`scale` (nearest) with a
+  header row `t=0 … t=T-1` and a left column `class c` per row (`classes [rows]`)."""
+  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+  frames = to_uint8(frames)
+  rows, cols, h, _, _ = frames.shape
+  scale = scale or readable_scale(h)
+  body = make_grid(upscale(frames, scale), pad=pad)
+  left, top = 56, 14
+  canvas = Image.new("RGB", (body.shape[1] + left, body.shape[0] + top), (255, 255, 255))
+  canvas.paste(Image.fromarray(body), (left, top))
+  draw = ImageDraw.Draw(canvas)
+  cell = h * scale + pad
+  for t in range(cols):
+    _text(draw, (left + pad + t * cell, 1), f"t={t}")
+  for r in range(rows):
+    _text(draw, (2, top + pad + r * cell + cell // 2 - 6), f"class {int(classes[r])}")
+  return np.asarray(canvas)
+
+
+def save_gif(path: str, frames, *, label: str = "", scale: int | None = None,
+             ms_per_frame: int = 250) -> str:
+  """`[T, H, W, C]` frames → an animated GIF (looping, upscaled ×`scale`) with `label` and
+  `t` written on each frame; atomic like `save_png`."""
+  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+  frames = to_uint8(frames)
+  scale = scale or readable_scale(frames.shape[1])
+  pictures = []
+  for t, frame in enumerate(upscale(frames, scale)):
+    if frame.shape[-1] == 1:
+      frame = np.repeat(frame, 3, axis=-1)
+    canvas = Image.new("RGB", (frame.shape[1], frame.shape[0] + 14), (255, 255, 255))
+    canvas.paste(Image.fromarray(frame), (0, 14))
+    _text(ImageDraw.Draw(canvas), (2, 1), f"{label} t={t}".strip())
+    pictures.append(canvas)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  tmp = path + ".tmp"
+  pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:],
+                   duration=ms_per_frame, loop=0)
+  os.replace(tmp, path)
+  return path
+
+
+def save_rollout(stem: str, frames, classes) -> list[str]:
+  """`stem.png` (the labelled grid) and `stem_row<r>.gif` per trajectory; returns paths."""
+  paths = [save_png(stem + ".png", labelled_grid(frames, classes))]
+  for r in range(len(frames)):
+    paths.append(save_gif(f"{stem}_row{r}.gif", frames[r], label=f"class {int(classes[r])}"))
+  return paths

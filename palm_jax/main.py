@@ -15,17 +15,24 @@ Any config field can be overridden on the command line, e.g.
 Multi-host: pass `--distributed` (or set PALM_JAX_DISTRIBUTED=1) and every process calls
 `jax.distributed.initialize()`; on TPU pods and SLURM the coordinator is found
 automatically, elsewhere give `--coordinator_address`, `--num_processes`, `--process_id`.
+
+Exit status: 0 done; 2 a mistake the user can fix (one sentence on stderr, nothing
+compiled); 3 stopped by SIGTERM/SIGINT after saving a checkpoint — rerun the same command
+to resume (`palm_jax.preemption`); 130 interrupted before anything could be saved.
+A workdir holding a run refuses a config that changes the computation unless
+`--allow_config_change` is given (`palm_jax.preflight`).
 """
 from __future__ import annotations
 
 import importlib
 import os
+import re
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from palm_jax import compile_cache
+from palm_jax import compile_cache, preemption, preflight
 from palm_jax.errors import UserError
 
 JOBS = {
@@ -48,6 +55,9 @@ _DISTRIBUTED = flags.DEFINE_bool(
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None,
                                    "host:port of process 0 (multi-host, not TPU/SLURM).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_ALLOW_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False, "Resume a run although config fields that change the "
+    "computation differ from the run's config_<job>.json (they are logged).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 _COMPILATION_CACHE = flags.DEFINE_bool(
     "compilation_cache", True, "Keep compiled programs on disk so a restart or resume "
@@ -70,14 +80,25 @@ def _initialize_distributed() -> None:
 
 
 class _QuietLibraries:
-  """Drops INFO lines that Orbax/TensorStore log on every save (warnings still pass)."""
+  """Drops INFO lines that Orbax/TensorStore log on every save (warnings still pass), the
+  read-only notices Orbax warns on every evaluation's restore, and JAX's probe of absent
+  TPU/GPU backends (noise on every CPU/GPU run)."""
 
   def filter(self, record) -> bool:
-    return record.levelno >= 30 or "/orbax/" not in record.pathname  # 30: WARNING
+    if "/orbax/" in record.pathname:
+      msg = str(record.msg).lower()
+      return record.levelno >= 30 and not any(  # 30: WARNING
+          w in msg for w in ("read-only", "read only", "read_only"))
+    return not str(record.msg).startswith("Unable to initialize backend")
 
 
-def run_job(config, workdir: str) -> None:
-  """Dispatches `config.job` to its module's `run(config, workdir)`."""
+def run_job(config, workdir: str, allow_config_change: bool | None = None) -> None:
+  """Dispatches `config.job` to its module's `run(config, workdir)`.
+
+  `allow_config_change`: resume despite a changed config (default: the flag's value).
+  """
+  if allow_config_change is None:
+    allow_config_change = flags.FLAGS.is_parsed() and _ALLOW_CHANGE.value
   import jax  # pylint: disable=g-import-not-at-top
   job = config.get("job")
   if job not in JOBS:
@@ -85,11 +106,12 @@ def run_job(config, workdir: str) -> None:
   logging.info("palm_jax job %r: process %d of %d, %d local / %d global devices (%s)", job,
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count(), jax.devices()[0].platform)
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, f"config_{job}.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
-  importlib.import_module(JOBS[job]).run(config, workdir)
+  preflight.check_workdir(workdir)
+  preflight.check_resume_config(workdir, job, config, allow_config_change)
+  with preemption.stop_requests():
+    importlib.import_module(JOBS[job]).run(config, workdir)
+  if job not in ("palm", "gan"):  # those write it once their own validation has passed
+    preflight.write_config(workdir, job, config)
 
 
 def main(argv) -> None:
@@ -104,9 +126,12 @@ def main(argv) -> None:
                       "go there, and a run resumes from it).")
     if _DISTRIBUTED.value:
       _initialize_distributed()
+    quiet = _QuietLibraries()
+    logging.get_absl_logger().addFilter(quiet)
+    import logging as py_logging  # pylint: disable=g-import-not-at-top
+    py_logging.getLogger("jax._src.xla_bridge").addFilter(quiet)
     import jax  # pylint: disable=g-import-not-at-top
     cache_dir = compile_cache.enable(_COMPILATION_CACHE.value)   # before the first compile
-    logging.get_absl_logger().addFilter(_QuietLibraries())
     if jax.process_index() != 0:
       logging.set_verbosity(logging.WARNING)
     logging.info("XLA compilation cache: %s", cache_dir or "off")
@@ -114,8 +139,55 @@ def main(argv) -> None:
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except preemption.Preempted as e:
+    print(f"palm_jax: {e}", file=sys.stderr)
+    sys.exit(preemption.EXIT_PREEMPTED)
 
+
+def _config_error(e: BaseException) -> str:
+  """One sentence for a --config file or override that ml_collections rejected."""
+  text = str(e).replace("\\n", "\n").strip().strip("'\"")
+  lines = [l.strip().strip("'\"") for l in text.splitlines() if l.strip()]
+  hint = next((l for l in lines if l.startswith("Did you mean")), "")
+  if "No such file" in text or "Failed loading config file" in text:
+    path = next((l for l in lines if l.startswith("/") or l.endswith(".py")), "")
+    return (f"the --config file {path or ''} cannot be loaded (no such file or it failed to "
+            "import); pass a file such as --config=configs/smoke.py.").replace("  ", " ")
+  names = re.findall(r"[A-Za-z_][A-Za-z0-9_]*", lines[0]) if lines else []
+  key = names[0] if names else "?"
+  given = [a.split("=")[0] for a in sys.argv[1:] if a.startswith("--config.")
+           and re.search(rf"\b{re.escape(key)}\b", a.split("=")[0])]
+  what = given[0] if given else f"field {key!r}"
+  hint = hint.replace("Did you mean", "did you mean").rstrip("?")
+  return (f"{what} names a config field that does not exist; "
+          f"{hint + '?' if hint else 'see the config file for the fields it has.'}")
+
+
+def parse_flags(argv):
+  """absl's parser, with config-file and unknown-field errors as one line and exit 2."""
+  try:
+    rest = flags.FLAGS(argv)
+    if _CONFIG.present:
+      _CONFIG.value.keys()  # a config file that failed to load reports its error here
+    return rest
+  except flags.Error as e:
+    cause = e.__cause__ or e.__context__
+    msg = _config_error(cause) if isinstance(cause, (AttributeError, KeyError, IOError,
+                                                     OSError)) else str(e)
+  except (AttributeError, KeyError, OSError, IOError) as e:
+    msg = _config_error(e)
+  print(f"error: {msg}", file=sys.stderr)
+  sys.exit(2)
+
+
+def entry() -> None:
+  try:
+    app.run(main, flags_parser=parse_flags)
+  except KeyboardInterrupt:
+    print("palm_jax: interrupted before a checkpoint could be saved; rerun the same command "
+          "to resume from the last one.", file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  entry()

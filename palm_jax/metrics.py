@@ -46,6 +46,7 @@ class MetricWriter:
     self.enabled = jax.process_index() == 0 if enabled is None else enabled
     self.jsonl_path = os.path.join(logdir, jsonl_name)
     self._tb = None
+    self._purge_step = None
     if self.enabled:
       os.makedirs(logdir, exist_ok=True)
 
@@ -58,12 +59,19 @@ class MetricWriter:
                         "(pip install tensorboardX to get them).", self.jsonl_path)
         self._tb = _NoBoard()
       else:
-        self._tb = SummaryWriter(os.path.join(self.logdir, "tb"), flush_secs=30)
+        # purge_step: TensorBoard hides the events at or after it that an earlier process
+        # wrote, so a resumed run's redone steps are not drawn twice.
+        self._tb = SummaryWriter(os.path.join(self.logdir, "tb"), flush_secs=30,
+                                 purge_step=self._purge_step)
     return self._tb
 
   def truncate_after(self, step: int) -> None:
-    """Drops JSON lines logged after `step` (a resumed run redoes those steps)."""
-    if not self.enabled or not os.path.exists(self.jsonl_path):
+    """Drops JSON lines logged after `step` and purges TensorBoard events after it (a
+    resumed run redoes those steps)."""
+    if not self.enabled:
+      return
+    self._purge_step = int(step) + 1
+    if not os.path.exists(self.jsonl_path):
       return
     with open(self.jsonl_path) as f:
       lines = [line for line in f if line.strip()]
@@ -122,11 +130,15 @@ class Progress:
     self._last_step, self._last_time = int(start), time.time()
     self.rate = float("nan")
 
-  def update(self, step: int) -> dict:
-    """Records that `step` units are done; logs and returns `{rate, eta_s}`."""
+  def update(self, step: int, timed: bool = True) -> dict:
+    """Records that `step` units are done; logs and returns `{rate, eta_s}`.
+
+    `timed=False` (the chunk that compiled) only restarts the clock, so rate and ETA come
+    from post-compile chunks alone.
+    """
     now = time.time()
     dt = now - self._last_time
-    if step > self._last_step and dt > 0:
+    if timed and step > self._last_step and dt > 0:
       self.rate = (step - self._last_step) / dt
     self._last_step, self._last_time = int(step), now
     eta = (self.total - step) / self.rate if self.rate > 0 else float("nan")

@@ -267,7 +267,8 @@ def make_chunk(cfg: StepConfig, env: LatentEnv, mesh: Mesh, length: int, state_s
 
 
 def make_rollout(env: LatentEnv, num: int, length: int, action_source: str = "policy"):
-  """Jitted `rollout(state, gen_vars, env_params, key) -> frames uint8 [num, length, H,W,C]`.
+  """Jitted `rollout(state, gen_vars, env_params, key) -> (frames uint8 [num, length, H, W,
+  C], classes int32 [num])`.
 
   Fresh episodes acted by the current stochastic policy, or uniformly at random for the
   random-action ablation (rows = trajectories, columns = time): what the agent sees.
@@ -288,6 +289,6 @@ def make_rollout(env: LatentEnv, num: int, length: int, action_source: str = "po
 
     _, frames = jax.lax.scan(step, (obs, env_state), jax.random.split(k_steps, length - 1))
     frames = jnp.concatenate([obs[None], frames], axis=0)
-    return jnp.swapaxes(frames, 0, 1)
+    return jnp.swapaxes(frames, 0, 1), env_state.label  # episodes keep their class
 
   return jax.jit(rollout)

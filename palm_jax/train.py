@@ -12,7 +12,8 @@ random, or train one first), initialise or resume the state, then run jitted chu
 between chunks to log, write rollout grids and checkpoint. Outputs in DIR:
 
     metrics.jsonl, tb/        scalars per chunk (`step` = environment steps so far)
-    rollouts/*.png            rows = trajectories, columns = time
+    rollouts/*.png, *.gif     rows = trajectories (class labelled), columns = time t;
+                              one animated GIF per row (frames upscaled x4+)
     checkpoints/<step>/       Orbax: state, encoder, replay (optional), meta
     snapshots/<step>/         permanent encoder snapshots at `checkpoint.snapshot_steps`
     eval/linear_eval.json     linear probe at the end when `config.eval.train` is set
@@ -32,7 +33,8 @@ from absl import logging
 from palm_jax import budget
 from palm_jax import checkpoint as ckpt_lib
 from palm_jax import exploration
-from palm_jax import images, metrics as metrics_lib, palm_step, replay as replay_lib, sharding
+from palm_jax import images, metrics as metrics_lib, palm_step, preemption, preflight
+from palm_jax import replay as replay_lib, sharding
 from palm_jax.agents import sac
 from palm_jax.envs import renderer as renderer_lib
 from palm_jax.envs.latent_env import EnvParams
@@ -54,6 +56,11 @@ def _dtype(name: str, field: str):
 def validate(config, mesh) -> None:
   """Every config mistake a user can make, caught before anything compiles."""
   env, agent = config.env, config.agent
+  require(isinstance(env.num_envs, int) and env.num_envs >= 1,
+          f"config.env.num_envs={env.num_envs} must be a positive multiple of the device "
+          "count (e.g. 64).")
+  require(config.total_env_steps >= 1,
+          f"config.total_env_steps={config.total_env_steps} must be at least 1.")
   sharding.check_divisible("env.num_envs", env.num_envs, mesh)
   sharding.check_divisible("batch_size", config.batch_size, mesh)
   require(0.0 <= env.alpha <= 1.0, f"config.env.alpha={env.alpha} must lie in [0, 1].")
@@ -98,6 +105,7 @@ def validate(config, mesh) -> None:
   require(chunk == 0 or (chunk > 0 and env.num_envs % chunk == 0 and chunk % mesh.size == 0),
           f"config.env.render_chunk={chunk} must be 0 (off) or divide env.num_envs="
           f"{env.num_envs} and be a multiple of the {mesh.size} devices.")
+  preflight.check_batch_fits(config)
 
 
 def load_env_generator(config, workdir: str):
@@ -121,7 +129,7 @@ def load_env_generator(config, workdir: str):
     gen = stylegan2.load_generator(gan_train.train_gan(config.gan, os.path.join(workdir,
                                                                                 "gan")))
   else:
-    gen = stylegan2.load_generator(name)
+    gen = preflight.load_generator_file(name, stylegan2.load_generator)
   gen = gen.with_dtype(_dtype(config.generator_dtype, "generator_dtype"))
   if not hasattr(gen, "with_impl"):   # a weight-free renderer: no StyleGAN implementations
     return gen
@@ -231,6 +239,7 @@ def _real_bank(config, num_classes: int, mesh):
   else:
     from palm_jax.data import load_dataset  # pylint: disable=g-import-not-at-top
     ds = load_dataset(config.simsiam.real_data)
+    preflight.check_real_pairs(ds, num_classes, config.simsiam.real_data)
     bank = pairs_lib.make_real_bank(ds.images, ds.labels, max(num_classes, 1))
   return sharding.host_to_global(bank, mesh, sharded=False)
 
@@ -278,13 +287,15 @@ def train(config, workdir: str) -> TrainResult:
   ckpt_lib.validate_snapshot_steps(config, plan.chunk * plan.env_steps_per_iteration,
                                    plan.total_iterations * plan.env_steps_per_iteration)
   budget.log_budget(config, plan.total_iterations, plan.warmup_iterations)
+  eval_data = preflight.eval_datasets(config)  # every dataset resolved before compiling
   if offline.is_offline(config):
-    return _train_offline(config, workdir, plan, mesh)
+    return _train_offline(config, workdir, plan, mesh, eval_data)
   gen = load_env_generator(config, workdir)
   env, step_cfg, init_fn, shardings, ss_cfg = build(config, mesh, gen, plan)
   gen_vars = sharding.host_to_global(gen.variables, mesh, sharded=False)
   env_params = env_params_from(config)
   real_bank = _real_bank(config, gen.c_dim, mesh)
+  preflight.write_config(workdir, "palm", config)
 
   logging.info("Initialising %d environments on %d devices (%d iterations of %d env steps)",
                config.env.num_envs, mesh.size, plan.total_iterations,
@@ -295,6 +306,8 @@ def train(config, workdir: str) -> TrainResult:
   # Restore into shapes alone, so a resume never holds a fresh state and replay beside the
   # restored ones (the replay is gigabytes).
   abstract_state, abstract_replay = jax.eval_shape(init_fn, root_key, gen_vars, env_params)
+  ckpt_lib.check_free_space(ckpt.directory, ckpt_lib.tree_bytes(
+      abstract_state, abstract_replay if save_replay else None), "a checkpoint of this run")
   restored = ckpt.restore(abstract_state,
                           replay_template=abstract_replay if save_replay else None)
   if restored is None:
@@ -318,6 +331,12 @@ def train(config, workdir: str) -> TrainResult:
   explore_fn = _explore_fn(config, env, mesh)
   host_metrics: dict = {}
   chunks_done = iteration // plan.chunk
+  run_start, compile_s = time.time(), None
+  if iteration >= plan.total_iterations:
+    logging.info("The run in %s is already complete (%s env steps); nothing to train.",
+                 workdir, f"{env_steps:,}")
+  else:
+    logging.info("Compiling the training chunk (%d iterations)...", plan.chunk)
   while iteration < plan.total_iterations:
     start = time.time()
     state, replay, chunk_metrics = chunk_fn(state, replay, gen_vars, env_params, real_bank)
@@ -330,27 +349,44 @@ def train(config, workdir: str) -> TrainResult:
                                                        key))
     host_metrics = {k: float(v) for k, v in sharding.to_host(chunk_metrics).items()}
     _check_finite(host_metrics, env_steps, ckpt)
-    rate = progress.update(env_steps)["rate"]
-    host_metrics["perf/env_steps_per_s"] = rate
+    first = compile_s is None  # the first chunk compiles: keep it out of rate and ETA
+    if first:
+      compile_s = time.time() - start
+      logging.info("Compiled and ran the first chunk in %s.",
+                   metrics_lib.format_duration(compile_s))
+    rate = progress.update(env_steps, timed=not first)["rate"]
+    if math.isfinite(rate):  # unknown for the chunk that compiled
+      host_metrics["perf/env_steps_per_s"] = rate
     host_metrics["perf/chunk_seconds"] = time.time() - start
     writer.write_scalars(env_steps, host_metrics)
     last = iteration >= plan.total_iterations
     if config.log.rollout_every_chunks and (chunks_done % config.log.rollout_every_chunks == 0
                                             or last):
       _write_rollouts(workdir, writer, rollout_fn, state, gen_vars, env_params, env_steps)
-    if chunks_done % config.checkpoint.every_chunks == 0 or last:
+    stop = preemption.requested()
+    if chunks_done % config.checkpoint.every_chunks == 0 or last or stop:
       _save(ckpt, env_steps, state, replay, config, ss_cfg, save_replay)
+      writer.flush()  # TensorBoard never lags the checkpoint a rerun resumes from
     if snaps is not None and ckpt_lib.snapshot_due(
         config, env_steps - plan.chunk * plan.env_steps_per_iteration, env_steps):
       ckpt_lib.save_snapshot(snaps, env_steps, simsiam.encoder_variables(state.simsiam),
                              _meta(config, ss_cfg, env_steps))
+    if stop and not last:
+      ckpt.close()
+      if snaps is not None:
+        snaps.close()
+      writer.close()
+      raise preemption.stopped(f"{chunks_done} chunks", f"env step {env_steps:,} in "
+                               f"{ckpt.directory}")
   ckpt.close()
   if snaps is not None:
     snaps.close()
   writer.flush()
-  if config.eval.get("train"):
-    host_metrics.update(_final_linear_eval(config, workdir, state, ss_cfg, env_steps, mesh))
+  if eval_data is not None:
+    host_metrics.update(_final_linear_eval(config, workdir, state, ss_cfg, env_steps, mesh,
+                                           eval_data))
   writer.close()
+  _summary(workdir, time.time() - run_start, compile_s, env_steps, host_metrics)
   return TrainResult(state=state, metrics=host_metrics)
 
 
@@ -366,37 +402,54 @@ def _explore_fn(config, env, mesh):
       knn_clip=float(config.reward.clip), policy=config.agent.action_source == "policy")
 
 
-def _train_offline(config, workdir, plan, mesh) -> TrainResult:
+def _train_offline(config, workdir, plan, mesh, eval_data) -> TrainResult:
   """SimSiam on real images only (pairs real / real_aug): see representation/offline.py."""
   ss_cfg = _simsiam_config(config, plan.total_updates)
   final_eval = lambda ss_state, steps: _final_linear_eval(  # noqa: E731
-      config, workdir, ss_state, ss_cfg, steps, mesh)
+      config, workdir, ss_state, ss_cfg, steps, mesh, eval_data)
   ss_state, metrics = offline.train_offline(
       config, workdir, plan, ss_cfg, meta_fn=lambda steps: _meta(config, ss_cfg, steps),
       final_eval=final_eval)
   return TrainResult(state=ss_state, metrics=metrics)
 
 
+def _summary(workdir, seconds, compile_s, env_steps, host_metrics) -> None:
+  """The end-of-run line: where the outputs are, how long it took, the final numbers."""
+  keys = ("simsiam/loss", "reward/mean", "sac/critic_loss", "eval/test_top1",
+          "eval/random_floor_test_top1")
+  final = ", ".join(f"{k} {host_metrics[k]:.4f}" for k in keys if k in host_metrics)
+  took = metrics_lib.format_duration(seconds)
+  if compile_s is not None:
+    took += f" (compile + first chunk {metrics_lib.format_duration(compile_s)})"
+  logging.info("Run finished at %s env steps in %s; outputs in %s (metrics.jsonl, tb/, "
+               "rollouts/, checkpoints/, eval/)%s.", f"{env_steps:,}", took, workdir,
+               f"; final {final}" if final else "")
+
+
 def _write_rollouts(workdir, writer, rollout_fn, state, gen_vars, env_params, env_steps):
   key = jax.random.fold_in(jax.random.PRNGKey(12345), env_steps)
-  frames = sharding.to_host(rollout_fn(state, gen_vars, env_params, key))
-  grid = images.make_grid(frames)
+  frames, classes = sharding.to_host(rollout_fn(state, gen_vars, env_params, key))
   if jax.process_index() == 0:
-    images.save_png(os.path.join(workdir, "rollouts", f"rollout_{env_steps:012d}.png"), grid)
-  writer.write_image(env_steps, "rollouts", grid)
+    images.save_rollout(os.path.join(workdir, "rollouts", f"rollout_{env_steps:012d}"),
+                        frames, classes)
+  writer.write_image(env_steps, "rollouts", images.make_grid(frames))
 
 
-def _final_linear_eval(config, workdir, state, ss_cfg, env_steps, mesh) -> dict:
-  """The linear probe of the final encoder on `config.eval` data (eval/linear_eval.json)."""
+def _final_linear_eval(config, workdir, state, ss_cfg, env_steps, mesh, eval_data) -> dict:
+  """The linear probe of the final encoder on `config.eval` data, beside the floor of a
+  random encoder of the same architecture (eval/linear_eval_*.json)."""
   from palm_jax.evaluation import features, linear_eval  # pylint: disable=g-import-not-at-top
   ss_state = state if isinstance(state, simsiam.SimSiamState) else state.simsiam
   encoder = features.from_variables(simsiam.encoder_variables(ss_state),
                                     _encoder_meta(ss_cfg), step=env_steps)
-  result = linear_eval.evaluate_linear(encoder, config.eval.train, config.eval.test,
-                                       seed=config.seed, mesh=mesh)
+  result = linear_eval.evaluate_linear(encoder, *eval_data, seed=config.seed, mesh=mesh)
+  floor = linear_eval.random_floor(_encoder_meta(ss_cfg), *eval_data, seed=config.seed,
+                                   mesh=mesh)
+  result["random_floor_test_top1"] = floor["test_top1"]
   path = linear_eval.write_result(workdir, result)
-  logging.info("Linear probe of the final encoder: test top-1 %.4f (train %.4f) -> %s",
-               result["test_top1"], result["train_top1"], path)
+  logging.info("Linear probe of the final encoder on %s: test top-1 %.4f (train %.4f; a "
+               "random encoder of the same architecture: %.4f) -> %s", result["dataset"],
+               result["test_top1"], result["train_top1"], floor["test_top1"], path)
   return {f"eval/{k}": v for k, v in result.items()
           if isinstance(v, (int, float)) and not isinstance(v, bool)}
 

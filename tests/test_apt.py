@@ -20,8 +20,28 @@ def np_knn_dists(source, target, k):
 
 
 def np_reward(dists, average, clip):
-  d = dists.mean(1) if average else dists[:, -1]
-  return np.log(1.0 + np.maximum(d - clip, 0.0))
+  """The reward part of URLB's `utils.PBE.__call__` (rll-research/url_benchmark), ported
+  to NumPy: `[B, k]` sorted distances; each distance clipped before the average."""
+  b1, k = dists.shape
+  if not average:
+    reward = dists[:, -1].reshape(-1, 1)
+    reward = np.maximum(reward - clip, 0.0) if clip >= 0.0 else reward
+  else:
+    reward = dists.reshape(-1, 1)
+    reward = np.maximum(reward - clip, 0.0) if clip >= 0.0 else reward
+    reward = reward.reshape((b1, k)).mean(axis=1, keepdims=True)
+  return np.log(1.0 + reward)[:, 0]
+
+
+def test_clip_applies_to_each_distance_as_urlb(data):
+  """A clip inside the range of the k distances: per-distance and mean-clipping differ."""
+  source, target = data
+  d = np_knn_dists(source, target, 12)
+  clip = float(np.median(d))
+  got = apt.knn_reward(source, target, k=12, average=True, clip=clip)
+  np.testing.assert_allclose(got, np_reward(d, True, clip), rtol=2e-5, atol=2e-5)
+  clip_of_mean = np.log1p(np.maximum(d.mean(1) - clip, 0.0))  # the old (wrong) rule
+  assert np.max(np.abs(np.asarray(got) - clip_of_mean)) > 1e-2
 
 
 @pytest.fixture(scope="module")

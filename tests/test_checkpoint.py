@@ -69,3 +69,60 @@ def test_restore_encoder_only(tmp_path):
   np.testing.assert_array_equal(variables["params"]["w"], np.arange(4.0))
   with pytest.raises(UserError, match="step 6"):
     checkpoint.restore_encoder(str(tmp_path), step=6)
+
+
+def test_corrupt_newest_is_moved_aside_and_can_be_saved_again(tmp_path):
+  mesh = sharding.make_mesh()
+  ckpt = checkpoint.Checkpointer(str(tmp_path / "ckpt"), max_to_keep=3)
+  for step in (10, 20):
+    ckpt.save(step, state=_state(mesh, step), meta={})
+  ckpt.close()
+  _corrupt(str(tmp_path / "ckpt" / "20"))
+  ckpt = checkpoint.Checkpointer(str(tmp_path / "ckpt"), max_to_keep=3)
+  assert ckpt.restore(_state(mesh, 0))[0] == 10
+  assert os.path.isdir(tmp_path / "ckpt" / "broken" / "20")  # kept, never deleted
+  assert ckpt.all_steps() == [10]
+  ckpt.save(20, state=_state(mesh, 21), meta={})  # the redone step saves again
+  ckpt.close()
+  step, state, _, _ = checkpoint.Checkpointer(str(tmp_path / "ckpt")).restore(_state(mesh, 0))
+  assert step == 20 and float(state["params"][0, 0]) == 21.0
+
+
+def _no_tmp(directory):
+  return not [p for p in os.listdir(directory) if "tmp" in p]
+
+
+def test_full_disk_is_one_sentence_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+  mesh = sharding.make_mesh()
+  directory = tmp_path / "ckpt"
+  ckpt = checkpoint.Checkpointer(str(directory))
+  ckpt.save(1, state=_state(mesh, 1), meta={})
+  ckpt.wait()
+  # 1. The free-space check refuses before writing anything.
+  monkeypatch.setattr(checkpoint, "free_bytes", lambda path: 1000)
+  with pytest.raises(UserError, match=r"step 2 needs about 16.0 MiB in .* only 0.0 MiB is "
+                                      r"free; free some space"):
+    ckpt.save(2, state=_state(mesh, 2), meta={})
+  monkeypatch.undo()
+  # 2. A write that fails anyway (ENOSPC mid-save, as on a tiny tmpfs): its temporary
+  # folder is removed, the error is one sentence, step 1 is intact.
+  real_save = ckpt._manager.save
+
+  def enospc(step, *args, **kwargs):
+    os.makedirs(directory / f"{step}.orbax-checkpoint-tmp-123")
+    raise OSError(28, "No space left on device")
+  monkeypatch.setattr(ckpt._manager, "save", enospc)
+  with pytest.raises(UserError, match=r"saving the checkpoint of step 3 .* failed \(OSError: "
+                                      r".*No space left.*\); the last finished checkpoint "
+                                      r"\(step 1\) is intact"):
+    ckpt.save(3, state=_state(mesh, 3), meta={})
+  monkeypatch.setattr(ckpt._manager, "save", real_save)
+  assert _no_tmp(directory) and ckpt.all_steps() == [1]
+  ckpt.close()
+  assert checkpoint.Checkpointer(str(directory)).restore(_state(mesh, 0))[0] == 1
+
+
+def test_tree_bytes_counts_global_array_bytes():
+  tree = {"a": jnp.zeros((3, 4), jnp.float32), "b": jax.ShapeDtypeStruct((5,), jnp.bfloat16),
+          "meta": "not an array"}
+  assert checkpoint.tree_bytes(tree, None) == 3 * 4 * 4 + 5 * 2

@@ -83,7 +83,11 @@ def test_linear_eval_restores_the_checkpoint(files):
   eval_dir = pathlib.Path(files["run"]) / "eval"
   assert list((eval_dir / "tb").glob("events.out.tfevents.*"))
   logged = json.loads((eval_dir / "metrics.jsonl").read_text().splitlines()[-1])
-  assert logged["step"] == 7 and logged["linear_eval/test_top1"] == result["test_top1"]
+  assert logged["step"] == 7 and logged["linear_eval/train/test_top1"] == result["test_top1"]
+  # The record is named by datasets, encoder and step; linear_eval.json is its latest copy.
+  record = "linear_eval_train__test_checkpoint_step7.json"
+  assert result["record"] == record and _read(files["run"], record)["test_top1"] == \
+      result["test_top1"]
   # The restored encoder computes exactly what the saved variables compute.
   restored = features.load_encoder(files["run"])
   images = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3), np.uint8)
@@ -111,11 +115,16 @@ def test_from_variables_trusts_the_parameters_over_wrong_settings(files):
 
 def test_linear_eval_random_init(files, tmp_path):
   config = _config("linear_eval", train=files["train"], test=files["test"], limit=0)
-  run_job(config, str(tmp_path / "empty"))  # No checkpoint: random, and it says so.
+  # A workdir without a checkpoint (a mistyped path) is refused and not created...
+  with pytest.raises(UserError, match=r"holds no checkpoint to evaluate.*encoder_init=random"):
+    run_job(config, str(tmp_path / "empty"))
+  assert not os.path.exists(tmp_path / "empty")
+  config.encoder_init = "random"  # ...unless the random floor is asked for.
+  run_job(config, str(tmp_path / "empty"))
   result = _read(tmp_path / "empty", "linear_eval.json")
   assert result["encoder_init"] == "random" and result["step"] == 0
   assert result["encoder"] == TINY and result["test_top1"] >= 0.5
-  config.encoder_init = "random"  # Forced, even though the run has a checkpoint.
+  # Forced, even though the run has a checkpoint.
   workdir = tmp_path / "forced"
   features.save_encoder_checkpoint(str(workdir), 5, dict(files["variables"]), TINY)
   run_job(config, str(workdir))
@@ -183,6 +192,7 @@ def test_linear_eval_on_the_shared_cifar_subset(shared_dir, tmp_path):
   root = shared_dir / "data" / "cifar_subset"
   config = _config("linear_eval", train=f"npz:{root}/cifar10_train_partial.npz",
                    test=f"npz:{root}/cifar10_test_partial.npz")
+  config.encoder_init = "random"
   run_job(config, str(tmp_path))
   result = _read(tmp_path, "linear_eval.json")
   assert result["num_train"] == 512 and result["encoder_init"] == "random"

@@ -147,3 +147,26 @@ def test_synthetic_dataset_is_labelled_and_varied():
   assert set(labels) <= {0, 1, 2, 3} and images.std() > 10
   means = [images[labels == k].reshape(-1, 3).mean(0) for k in range(4) if np.any(labels == k)]
   assert np.ptp(np.stack(means), axis=0).max() > 5     # classes differ in colour
+
+
+def test_stop_signal_saves_and_the_rerun_resumes_exactly(runs, tmp_path, monkeypatch):
+  """SIGTERM/SIGINT during the gan job: the step finishes, a checkpoint is saved, the job
+  raises `Preempted` (main: one line, exit 3); rerunning reaches the uninterrupted weights."""
+  from palm_jax import preemption
+  whole = runs[0]
+  calls = []
+
+  def requested(sync=True):
+    calls.append(1)
+    return len(calls) == 2  # the signal arrives during step 2 (checkpoints: every 3)
+  monkeypatch.setattr(preemption, "requested", requested)
+  with pytest.raises(preemption.Preempted, match=r"after 0.0 kimg: checkpoint saved at step "
+                                                 r"2 in .*rerun the same command"):
+    train.train_gan(_config(6), str(tmp_path))
+  monkeypatch.undo()
+  assert os.listdir(tmp_path / "checkpoints") == ["2"]
+  train.train_gan(_config(6), str(tmp_path))
+  a, b = np.load(os.path.join(whole, "generator.npz")), np.load(tmp_path / "generator.npz")
+  for k in a.files:
+    if k.startswith("state/"):
+      np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-6, err_msg=k)

@@ -57,3 +57,48 @@ def test_check_divisible_names_value_and_fix():
   sharding.check_divisible("env.num_envs", 16, mesh)
   with pytest.raises(UserError, match=r"config.env.num_envs=12 .* multiple of 8 \(e.g. 8 or 16\)"):
     sharding.check_divisible("env.num_envs", 12, mesh)
+
+
+def _events(path):
+  """Events of one TensorBoard file (TFRecord: u64 length, u32 crc, data, u32 crc)."""
+  import struct
+  from tensorboardX.proto import event_pb2
+  out, data = [], open(path, "rb").read()
+  while data:
+    (n,) = struct.unpack("<Q", data[:8])
+    out.append(event_pb2.Event.FromString(data[12:12 + n]))
+    data = data[16 + n:]
+  return out
+
+
+def test_resumed_writer_purges_tensorboard_steps_after_the_resume_point(tmp_path):
+  w = metrics.MetricWriter(str(tmp_path))
+  for step in (100, 200, 300):
+    w.write_scalars(step, {"loss": 1.0})
+  w.flush()  # what a checkpoint does: TensorBoard never lags the checkpoint
+  first = os.listdir(tmp_path / "tb")
+  assert any(e.summary.value for e in _events(tmp_path / "tb" / first[0]))
+  w.close()
+  resumed = metrics.MetricWriter(str(tmp_path))
+  resumed.truncate_after(200)
+  resumed.write_scalars(300, {"loss": 2.0})
+  resumed.close()
+  events = [e for f in sorted(os.listdir(tmp_path / "tb")) for e in _events(tmp_path / "tb" / f)]
+  starts = [e.step for e in events
+            if e.HasField("session_log") and e.session_log.status == e.session_log.START]
+  assert starts == [201]  # TensorBoard drops the earlier file's events from step 201 on
+
+
+def test_rollout_images_are_upscaled_labelled_and_animated(tmp_path):
+  rng = np.random.default_rng(0)
+  frames = rng.integers(0, 256, (2, 3, 16, 16, 3), np.uint8)
+  paths = images.save_rollout(str(tmp_path / "r"), frames, np.array([3, 1]))
+  assert [os.path.basename(p) for p in paths] == ["r.png", "r_row0.gif", "r_row1.gif"]
+  grid = np.asarray(Image.open(paths[0]))
+  assert grid.shape[0] >= 2 * 16 * 4 and grid.shape[1] >= 3 * 16 * 4  # x4 at least
+  # Nearest neighbour: the first frame appears as 4x4 blocks of its pixels.
+  np.testing.assert_array_equal(images.upscale(frames[0, 0], 4)[::4, ::4], frames[0, 0])
+  gif = Image.open(paths[1])
+  assert gif.n_frames == 3 and gif.size[0] == 16 * 4
+  # Labels are drawn: the header and left margin are not blank.
+  assert (grid[:14] < 128).any() and (grid[:, :50] < 128).any()

@@ -36,10 +36,17 @@ def _final_encoder(workdir):
   return jax.tree.map(np.asarray, variables), meta
 
 
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+  """`_config()` run uninterrupted, in process: the reference the resumed runs must equal."""
+  workdir = tmp_path_factory.mktemp("full")
+  return workdir, train.train(_config(), str(workdir)).metrics
+
+
 @pytest.mark.slow
-def test_interrupted_run_resumes_to_identical_result(tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_identical_result(tmp_path, monkeypatch, full_run):
   config = _config()
-  full = train.train(config, str(tmp_path / "full")).metrics
+  full_dir, full = full_run
   assert full["updated"] == 1.0 and np.isfinite(full["simsiam/loss"])
 
   # Crash right after the checkpoint of the second chunk was written.
@@ -58,13 +65,70 @@ def test_interrupted_run_resumes_to_identical_result(tmp_path, monkeypatch):
   monkeypatch.setattr(train, "_save", real_save)
   train.train(config, str(tmp_path / "resumed"))
 
-  a, meta = _final_encoder(str(tmp_path / "full"))
+  a, meta = _final_encoder(str(full_dir))
   b, _ = _final_encoder(str(tmp_path / "resumed"))
   assert meta["env_steps"] == 64 * 24 and meta["encoder"]["width"] == 8
   jax.tree.map(lambda x, y: np.testing.assert_array_equal(x, y), a, b)
   steps = [json.loads(l)["step"] for l in open(tmp_path / "resumed" / "metrics.jsonl")]
   assert steps == [512, 1024, 1536]  # the crashed run's lines were kept, none repeated
-  assert len(os.listdir(tmp_path / "full" / "rollouts")) == 2
+  assert len([p for p in os.listdir(full_dir / "rollouts") if p.endswith(".png")]) == 2
+
+
+def _truncate_state(step_dir):
+  for root, _, names in os.walk(os.path.join(step_dir, "state")):
+    for name in names:
+      if os.sep + "d" in root:
+        with open(os.path.join(root, name), "r+b") as f:
+          f.truncate(10)
+
+
+@pytest.mark.slow
+def test_cli_sigterm_saves_and_resumes_exactly_then_gets_past_a_corrupt_checkpoint(
+    tmp_path, full_run):
+  """SIGTERM → the chunk finishes, a checkpoint is saved, exit 3 with one resume line; the
+  rerun equals the uninterrupted run. Then the newest checkpoint is corrupted: the rerun
+  moves it to checkpoints/broken/, redoes the work and finishes (it died with Orbax's
+  StepAlreadyExistsError before); a further rerun says the run is complete."""
+  workdir = tmp_path / "run"
+  cmd = [sys.executable, "-m", "palm_jax.main", f"--config={ROOT}/configs/smoke.py",
+         f"--workdir={workdir}", "--config.eval.train=", f"--config.total_env_steps={64 * 24}",
+         "--config.log.rollout_every_chunks=2", "--config.checkpoint.every_chunks=3"]
+  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True)
+  metrics, deadline = workdir / "metrics.jsonl", time.time() + 300
+  while time.time() < deadline and proc.poll() is None:
+    if metrics.exists() and metrics.read_text().strip():
+      break
+    time.sleep(0.1)
+  proc.send_signal(signal.SIGTERM)
+  out = proc.communicate(timeout=300)[0]
+  assert proc.returncode == 3, out[-3000:]  # palm_jax.preemption.EXIT_PREEMPTED
+  last = out.strip().splitlines()[-1]
+  assert last.startswith("palm_jax: stopped by SIGTERM after") and "rerun the same command " \
+      "to resume" in last and "Traceback" not in out
+  saved = checkpoint.Checkpointer(str(workdir / "checkpoints")).all_steps()
+  assert saved and saved[-1] in (512, 1024)  # saved on the signal (cadence: every 3 chunks)
+
+  def rerun(expect):
+    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and expect in done.stderr, done.stderr[-3000:]
+    return done.stderr
+
+  rerun("Resumed from the checkpoint")
+  a, _ = _final_encoder(str(full_run[0]))
+  b, meta = _final_encoder(str(workdir))
+  assert meta["env_steps"] == 64 * 24
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  rows = [json.loads(l) for l in open(metrics)]
+  assert [r["step"] for r in rows] == [512, 1024, 1536]
+
+  _truncate_state(str(workdir / "checkpoints" / "1536"))
+  err = rerun("Run finished at 1,536 env steps")
+  assert "Checkpoint 1536 cannot be read (its data files are truncated or corrupt); moved " \
+      "it to" in err
+  assert os.listdir(workdir / "checkpoints" / "broken") == ["1536"]  # kept, not deleted
+  jax.tree.map(np.testing.assert_array_equal, a, _final_encoder(str(workdir))[0])
+  rerun("is already complete (1,536 env steps); nothing to train")
 
 
 @pytest.mark.slow

@@ -4,11 +4,16 @@
         --config.data.train=npz:../shared/data/cifar_subset/cifar10_train_partial.npz \
         --config.data.test=npz:../shared/data/cifar_subset/cifar10_test_partial.npz
 
-Restores only the encoder of RUN_DIR (latest checkpoint, or `config.step`), or initialises
-one randomly when RUN_DIR has none or `config.encoder_init="random"` (the floor every
-number is compared with; the result says which). Features of the train and test splits
-(eval mode, no augmentation) feed `linear_probe.fit_linear_probe`; the result goes to
-`RUN_DIR/eval/linear_eval.json` and to TensorBoard / `metrics.jsonl` under `RUN_DIR/eval/`.
+Restores only the encoder of RUN_DIR (latest checkpoint, or `config.step`); a RUN_DIR
+without a checkpoint is refused (a mistyped path must not silently evaluate a random
+network) unless `config.encoder_init="random"` asks for the floor every number is compared
+with. Features of the train and test splits (eval mode, no augmentation) feed
+`linear_probe.fit_linear_probe`. Results are never overwritten by a different evaluation:
+
+  eval/linear_eval_<train>__<test>_<encoder_init>_step<step>.json   the record (one per
+                     datasets + encoder + step; rerunning the same evaluation rewrites it)
+  eval/linear_eval.json   a copy of the latest record, for scripts that want "the" result
+  eval/metrics.jsonl, tb/  scalars `linear_eval/<train>/<name>` at the encoder's step
 
 The PALM loop calls the same code at the end of training:
 
@@ -19,8 +24,10 @@ The PALM loop calls the same code at the end of training:
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 import time
 from typing import Any, Mapping
 
@@ -37,6 +44,18 @@ from palm_jax.evaluation import linear_probe
 from palm_jax.metrics import MetricWriter
 
 RESULT_FILE = "linear_eval.json"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+def _slug(text: str) -> str:
+  return _UNSAFE.sub("-", str(text)).strip("-") or "data"
+
+
+def record_name(result: Mapping[str, Any], kind: str = "linear_eval") -> str:
+  """`<kind>_<train>__<test>_<encoder_init>_step<step>.json`: one file per evaluation."""
+  test = result.get("test_name") or result.get("dataset")
+  return (f"{kind}_{_slug(result.get('dataset'))}__{_slug(test)}_"
+          f"{_slug(result.get('encoder_init'))}_step{int(result.get('step', 0))}.json")
 
 
 def load_split(spec: str | Dataset, data: Mapping[str, Any] | None = None, *, seed: int = 0,
@@ -111,7 +130,7 @@ def evaluate_linear(encoder: features_lib.Encoder, train: str | Dataset, test: s
   probe_state, fit = linear_probe.fit_linear_probe(
       train_x, train_ds.labels, num_classes, seed=seed, mesh=mesh, **probe_settings(probe))
   result = {
-      "dataset": train_ds.name, "train_data": train_ds.spec, "test_data": test_ds.spec,
+      "dataset": train_ds.name, "test_name": test_ds.name, "train_data": train_ds.spec, "test_data": test_ds.spec,
       "step": int(encoder.step), "encoder_init": encoder.init, "encoder": encoder.kwargs,
       "test_top1": linear_probe.top1_accuracy(probe_state, test_x, test_ds.labels),
       "train_top1": linear_probe.top1_accuracy(probe_state, train_x, train_ds.labels),
@@ -126,22 +145,63 @@ def evaluate_linear(encoder: features_lib.Encoder, train: str | Dataset, test: s
   return result
 
 
+def _write_json(path: str, obj) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "w") as f:
+    json.dump(obj, f, indent=2)
+  os.replace(path + ".tmp", path)
+
+
 def write_result(workdir: str, result: Mapping[str, Any], *, filename: str = RESULT_FILE,
                  prefix: str = "linear_eval") -> str:
-  """Writes `workdir/eval/<filename>` and logs its scalars under `<prefix>/` (process 0)."""
+  """Writes the record `workdir/eval/<record_name>` and the latest copy `<filename>`, and
+  logs the scalars as `<prefix>/<dataset>/<name>` (process 0). Returns the record's path."""
   eval_dir = os.path.join(workdir, "eval")
-  path = os.path.join(eval_dir, filename)
+  path = os.path.join(eval_dir, record_name(result, os.path.splitext(filename)[0]))
   if jax.process_index() == 0:
-    os.makedirs(eval_dir, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-      json.dump(result, f, indent=2)
-    os.replace(path + ".tmp", path)
+    _write_json(path, result)
+    _write_json(os.path.join(eval_dir, filename), dict(result, record=os.path.basename(path)))
   writer = MetricWriter(eval_dir)
-  scalars = {f"{prefix}/{k}": v for k, v in result.items()
+  scalars = {f"{prefix}/{_slug(result.get('dataset'))}/{k}": v for k, v in result.items()
              if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"}
   writer.write_scalars(int(result.get("step", 0)), scalars)
   writer.close()
   return path
+
+
+def random_floor(kwargs: Mapping[str, Any], train: Dataset, test: Dataset, *, seed: int = 0,
+                 mesh: Mesh | None = None, cache_dir: str | None = None) -> dict:
+  """Linear probe of a randomly initialised encoder with `kwargs` on `train`/`test` (the
+  floor a trained encoder must beat), cached in `$PALM_JAX_CACHE/floors/` by architecture,
+  seed and the data's bytes so every later run prints it for free."""
+  key = hashlib.sha256(json.dumps([dict(kwargs), seed, train.spec, test.spec],
+                                  sort_keys=True, default=str).encode())
+  for ds in (train, test):
+    key.update(np.ascontiguousarray(ds.images[::max(len(ds) // 64, 1)]).tobytes())
+    key.update(np.asarray(ds.labels).tobytes())
+  cache = os.path.join(cache_dir or os.environ.get("PALM_JAX_CACHE")
+                       or os.path.expanduser("~/.cache/palm_jax"), "floors",
+                       f"{key.hexdigest()[:24]}.json")
+  # Multi-process: every process must run the same collectives, and a cache file may be
+  # visible to some processes only, so the floor is always computed there.
+  if jax.process_count() == 1 and os.path.exists(cache):
+    with open(cache) as f:
+      return json.load(f)
+  encoder = features_lib.random_encoder(dict(kwargs), seed=seed,
+                                        image_size=int(train.images.shape[1]))
+  result = evaluate_linear(encoder, train, test, seed=seed, mesh=mesh)
+  if jax.process_index() == 0:
+    try:
+      _write_json(cache, result)
+    except OSError:  # a read-only home: the floor is just recomputed next time
+      pass
+  return result
+
+
+def _has_checkpoint(workdir: str) -> bool:
+  directory = os.path.join(workdir, "checkpoints")
+  return "://" in workdir or (os.path.isdir(directory) and
+                              any(p.isdigit() for p in os.listdir(directory)))
 
 
 def describe(encoder: features_lib.Encoder, workdir: str) -> str:
@@ -160,6 +220,9 @@ def run(config, workdir: str) -> None:
   test = load_split(config.data.test, config.data, seed=seed, field="data.test")
   check_labelled(train, "training")
   check_labelled(test, "test")
+  require(config.get("encoder_init", "checkpoint") == "random" or _has_checkpoint(workdir),
+          f"--workdir={workdir} holds no checkpoint to evaluate; point it at a PALM run's "
+          "directory, or pass --config.encoder_init=random for the random-encoder floor.")
   encoder = encoder_from_config(config, workdir)
   result = evaluate_linear(encoder, train, test,
                            batch_size=int(config.batch_size), probe=config.get("probe"),

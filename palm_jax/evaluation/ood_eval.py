@@ -14,7 +14,9 @@ in-distribution as the positive class. Outputs under `RUN_DIR/eval/`:
   ood_details.json  step, encoder_init, the specs, sizes, probe test top-1, k, and FPR at
                     95% TPR per set and score
   ood_roc.png       ROC curves, one panel per score, one curve per OOD set
-and the AUROCs as TensorBoard scalars `ood/<set>/<score>`.
+  ood_<in-dist>__<sets>_<encoder_init>_step<step>.json   the record of this evaluation
+                    (never overwritten by a different one; ood.json is the latest copy)
+and the AUROCs as TensorBoard scalars `ood/<in-distribution>/<set>/<score>`.
 """
 from __future__ import annotations
 
@@ -74,6 +76,10 @@ def run(config, workdir: str) -> None:
               if s == f"interp:{test.spec}" else
               linear_eval.load_split(s, config.data, seed=seed, field="data.ood")
               for s in specs]
+  require(config.get("encoder_init", "checkpoint") == "random"
+          or linear_eval._has_checkpoint(workdir),  # pylint: disable=protected-access
+          f"--workdir={workdir} holds no checkpoint to evaluate; point it at a PALM run's "
+          "directory, or pass --config.encoder_init=random for the random-encoder floor.")
   encoder = linear_eval.encoder_from_config(config, workdir)
 
   t0 = time.time()
@@ -100,10 +106,18 @@ def run(config, workdir: str) -> None:
   seconds = time.time() - t0
 
   eval_dir = os.path.join(workdir, "eval")
-  _write_json(os.path.join(eval_dir, "ood.json"), aurocs)
   test_top1 = (linear_probe.top1_accuracy(probe, test_x, test.labels)
                if test.labels is not None else None)
+  # The record of this evaluation, never overwritten by a different one (datasets, encoder
+  # and step in its name); ood.json / ood_details.json are copies of the latest.
+  record = linear_eval.record_name({"dataset": test.name, "test_name": "+".join(aurocs),
+                                    "encoder_init": encoder.init, "step": encoder.step}, "ood")
+  _write_json(os.path.join(eval_dir, "ood.json"), aurocs)
+  _write_json(os.path.join(eval_dir, record), {
+      "record": record, "in_distribution": test.name, "step": int(encoder.step),
+      "encoder_init": encoder.init, "auroc": aurocs})
   _write_json(os.path.join(eval_dir, "ood_details.json"), {
+      "record": record,
       "step": int(encoder.step), "encoder_init": encoder.init, "encoder": encoder.kwargs,
       "in_distribution": {"train": train.spec, "test": test.spec, "num_train": len(train),
                           "num_test": len(test)},
@@ -115,7 +129,8 @@ def run(config, workdir: str) -> None:
   if jax.process_index() == 0:
     roc_plot.save_roc_png(png, panels)
   writer = MetricWriter(eval_dir)
-  writer.write_scalars(int(encoder.step), {f"ood/{name}/{s}": v for name, by in aurocs.items()
+  writer.write_scalars(int(encoder.step), {f"ood/{test.name}/{name}/{s}": v
+                                           for name, by in aurocs.items()
                                            for s, v in by.items()})
   writer.close()
   if jax.process_index() == 0:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from palm_jax import sharding
+from palm_jax import preemption, preflight, sharding
 from palm_jax.checkpoint import Checkpointer, checkpoint_dir
 from palm_jax.errors import require
 from palm_jax.gan import augment as aug
@@ -184,6 +184,7 @@ def train_gan(config, workdir: str) -> str:
     logging.info("gan: %s is already trained to %d steps; nothing to do", workdir, total_steps)
     return out_path
   images, labels, c_dim = load_training_data(config)
+  preflight.write_config(workdir, "gan", config)
   logging.info("gan: %d training images %s, c_dim=%d, %d devices", len(images),
                images.shape[1:], c_dim, mesh.size)
   key = jax.random.key(config.seed)
@@ -238,6 +239,9 @@ def train_gan(config, workdir: str) -> str:
   stats = jax.device_put(steps.empty_stats(), sharding.replicated(mesh))
   t_last, step_last = time.time(), step
   train_step = steps.compiled_step(cfg)
+  first_log = True  # its interval includes compilation: kept out of the ETA
+  if step < total_steps:
+    logging.info("gan: compiling the training step...")
   while step < total_steps:
     state, stats = train_step(state, stats, d_images, d_labels, k_train)
     step += 1
@@ -256,7 +260,8 @@ def train_gan(config, workdir: str) -> str:
                  sec_per_kimg=sec_per_kimg, kimg_per_sec=1.0 / sec_per_kimg,
                  skipped_g=host["skipped"][0], skipped_d=host["skipped"][1])
       writer.write_scalars(step, row)
-      progress.update(step * batch)
+      progress.update(step * batch, timed=not first_log)
+      first_log = False
       stats = jax.device_put(steps.empty_stats(), sharding.replicated(mesh))
       if max(host["streak"]) >= config.nan_patience:
         ckpt.close()
@@ -278,8 +283,14 @@ def train_gan(config, workdir: str) -> str:
                                z[start:start + count].astype(np.float32), c)
         return np.asarray(jnp.clip(img * 127.5 + 128, 0, 255).astype(jnp.uint8))
       writer.write_scalars(step, fid(sample, n))
-    if step % every["checkpoint"] == 0 or done:
+    stop = preemption.requested()  # SIGTERM/SIGINT: save this step and stop (resumable)
+    if step % every["checkpoint"] == 0 or done or stop:
       save(step)
+    if stop and not done:
+      ckpt.close()
+      writer.close()
+      raise preemption.stopped(f"{step * batch / 1000:.1f} kimg",
+                               f"step {step} in {ckpt.directory}")
   if restored is not None and restored[0] >= total_steps:
     export_generator(out_path, module, state)   # finished earlier, export missing: rewrite
   ckpt.close()

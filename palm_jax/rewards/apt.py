@@ -5,16 +5,20 @@ to the k nearest neighbours among the target features — a particle estimate of
 entropy whose gradient pushes the agent toward sparsely visited regions of feature space:
 
     d_ij = ||s_i - t_j||_2                  (plain, *not* squared, L2 distances; URLB)
-    D_i  = mean_{j in kNN(i)} d_ij          (average=True)   or   the k-th smallest d_ij
-    D_i  = D_i / running_mean(d)            (optional, `knn_reward_normalized`; URLB's knn_rms)
-    r_i  = log(1 + max(D_i - clip, 0))
+    d_ij = d_ij / running_mean(d)           (optional, `knn_reward_normalized`; URLB's knn_rms)
+    D_i  = mean_{j in kNN(i)} max(d_ij - clip, 0)    (average=True: each distance clipped)
+    D_i  = max(d_ik - clip, 0)                       (average=False: the k-th smallest)
+    r_i  = log(1 + D_i)
 
 When `source is target` the point itself is one of its k neighbours (distance exactly 0),
 as in URLB, so `k=1` gives reward 0.
 
-Difference from URLB, following the PALM issue: with `average=True` URLB clips each of the
-k distances before averaging, we clip their mean. The two agree for `clip=0` (the default
-and URLB's APT setting), since distances are non-negative.
+The clip follows URLB's `utils.PBE.__call__` (rll-research/url_benchmark): with `knn_avg`
+the `B·k` distances are reshaped to a column, normalised, clipped one by one
+(`torch.maximum(reward - knn_clip, 0)`), then reshaped to `[B, k]` and averaged, and the
+reward is `log(c + reward)` with `c = 1`. (An earlier palm_jax issue clipped the mean
+instead; that differs whenever some but not all of the k distances lie below `clip`. The
+default `clip = 0` is unaffected: distances are non-negative.)
 
 Distances use the Gram form `||s||^2 + ||t||^2 - 2 s.t` (clamped at 0, then the square root
 of only the k selected values) on float32 inputs centred on the target mean, with float32
@@ -94,17 +98,19 @@ def knn_distances(source: jax.Array, target: jax.Array, *, k: int) -> jax.Array:
 
 
 def _reduce_and_squash(dist: jax.Array, average: bool, clip: float) -> jax.Array:
-  """`[B, k]` sorted distances → `log(1 + max(D − clip, 0))` with `D` the mean or k-th."""
-  d = jnp.mean(dist, axis=-1) if average else dist[:, -1]
-  return jnp.log1p(jnp.maximum(d - clip, 0.0))
+  """`[B, k]` sorted distances → `log(1 + D)`, `D` the mean of the clipped distances
+  `max(d − clip, 0)` (average) or the clipped k-th distance, as URLB's PBE."""
+  clipped = jnp.maximum((dist if average else dist[:, -1:]) - clip, 0.0)
+  return jnp.log1p(jnp.mean(clipped, axis=-1))
 
 
 def knn_reward(source: jax.Array, target: jax.Array, *, k: int = 12, average: bool = True,
                clip: float = 0.0) -> jax.Array:
-  """APT reward `r_i = log(1 + max(D_i − clip, 0))`: `source [B, D]`, `target [M, D]` → `[B]`.
+  """APT reward `r_i = log(1 + D_i)`: `source [B, D]`, `target [M, D]` → `[B]`.
 
-  `D_i` is the mean of the k smallest L2 distances from source row i to the target rows
-  (`average=True`) or the k-th smallest (`average=False`). float32, no gradient.
+  `D_i` is the mean over the k smallest L2 distances d from source row i to the target
+  rows of `max(d − clip, 0)` (`average=True`), or that of the k-th smallest alone
+  (`average=False`). float32, no gradient.
   """
   reward = _reduce_and_squash(knn_distances(source, target, k=k), average, clip)
   chex.assert_shape(reward, (source.shape[0],))
