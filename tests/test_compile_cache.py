@@ -44,6 +44,9 @@ def test_second_start_skips_compilation(tmp_path, events, cache_everything):
                                  img_channels=3, mapping_kwargs=dict(num_layers=1),
                                  synthesis_kwargs=dict(channel_base=32, channel_max=4))
   config.rows, config.cols = 2, 3
+  # Programs earlier tests left in memory would not be compiled (nor written to disk, under
+  # their 0.5 s threshold) by the first start, and so would miss on the second: start cold.
+  jax.clear_caches()
   main.run_job(config, str(tmp_path / "first"))
   jax.clear_caches()
   events.clear()
