@@ -36,7 +36,7 @@ from palm_jax import exploration
 from palm_jax import images, metrics as metrics_lib, palm_step, preemption, preflight
 from palm_jax import replay as replay_lib, sharding
 from palm_jax.agents import sac
-from palm_jax.envs import renderer as renderer_lib
+from palm_jax.envs import latent_env
 from palm_jax.envs.latent_env import EnvParams
 from palm_jax.errors import UserError, require
 from palm_jax.representation import offline
@@ -192,7 +192,7 @@ class Plan:
 
 def build(config, mesh, gen, plan: Plan):
   """The environment, static step config, jitted init, and shardings."""
-  env = renderer_lib.make_latent_env(gen, latent_space=config.env.latent_space,
+  env = latent_env.make_latent_env(gen, latent_space=config.env.latent_space,
                                      noise_mode=config.env.noise_mode,
                                      **_render_options(config, gen))
   step_cfg = palm_step.StepConfig(

@@ -134,7 +134,7 @@ def test_check_renderer_names_the_broken_promise():
     renderer.check_renderer(object(), {})
   handle = procedural.load("procedural:shapes", dict(resolution=8, num_classes=2))
   with pytest.raises(UserError, match="latent_space"):
-    renderer.make_latent_env(handle, latent_space="w")
+    latent_env.make_latent_env(handle, latent_space="w")
   with pytest.raises(UserError, match="procedural"):
     procedural.load("procedural:clouds")
 
@@ -148,7 +148,7 @@ def test_stylegan2_through_the_protocol_equals_latent_env_rendering():
   renderer.check_renderer(r, gen.variables)
   z = jax.random.normal(jax.random.PRNGKey(1), (3, 4))
   labels = jnp.arange(3)
-  env = renderer.make_latent_env(gen)
+  env = latent_env.make_latent_env(gen)
   want, got = jax.jit(lambda v: (
       env.render(v, z, labels, latent_env.EnvParams(), jax.random.PRNGKey(0)),
       renderer.to_uint8(r.render(v, z, labels))))(gen.variables)

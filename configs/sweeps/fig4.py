@@ -8,9 +8,10 @@ r"""Figure 4 of the paper: PALM against its ablations, linear probe (and OOD) pe
 
 Variants (bars), 3 seeds each, from configs/cifar10.py: PALM; random actions instead of the
 SAC policy; alpha = 0 (the action has no effect); beta = 0 (no temporal persistence); beta
-= 1 (static: the latent never moves after the reset); PALM + SimSiam's augmentations; and
-the positive-pair sources (Jahanian et al.'s same-class and latent-perturbation pairs,
-and real same-class images). The paper's text was not available to this project's search
+= 1 (a frozen frame: the latent never moves after the reset; not the paper's static PALM);
+PALM + SimSiam's augmentations; the positive-pair sources (Jahanian et al.'s same-class and
+latent-perturbation pairs); and static PALM (real same-class image pairs, trained offline
+without the environment). The paper's text was not available to this project's search
 tool when this file was written: the bar set follows issue 10 and the ablations the README
 lists; the seeds follow the issue ("a mean over 3-5 seeds"). `:mini` runs four bars x two
 seeds on configs/smoke.py (CPU, minutes; the evals need ../shared's CIFAR subsets).
@@ -32,11 +33,11 @@ def get_config(arg=None):
       ("random_actions", {"agent.action_source": "random"}),
       ("alpha0", {"env.alpha": 0.0}),
       ("beta0", {"env.beta": 0.0}),
-      ("static", {"env.beta": 1.0}),
+      ("beta1_frozen", {"env.beta": 1.0}),
       ("augment", {"simsiam.augment": True}),
       ("pairs_same_class", {"simsiam.pairs": "same_class"}),
       ("pairs_perturbation", {"simsiam.pairs": "perturbation"}),
-      ("pairs_real", {"simsiam.pairs": "real", "simsiam.real_data": "tfds:cifar10:train"}),
+      ("static_palm", {"simsiam.pairs": "real", "simsiam.real_data": "tfds:cifar10:train"}),
   )
   c.axes = (("seed", (0, 1, 2)),)
   if mini:

@@ -43,7 +43,6 @@ import jax.numpy as jnp
 from flax import struct
 
 from palm_jax.envs import latent_env as latent_lib
-from palm_jax.envs import renderer as renderer_lib
 from palm_jax.errors import UserError, require
 
 try:
@@ -126,7 +125,7 @@ class GymnaxLatentEnv(environment.Environment):
             "pass one or use observation='pixels'.")
     require(episode_length >= 2, f"episode_length={episode_length} must be at least 2 (an "
                                  "episode needs a transition).")
-    self.latent = renderer_lib.make_latent_env(gen, latent_space=latent_space,
+    self.latent = latent_lib.make_latent_env(gen, latent_space=latent_space,
                                                noise_mode=noise_mode)
     self.observation, self.reward, self.encoder = observation, reward, encoder
     res, ch = gen.img_resolution, gen.img_channels

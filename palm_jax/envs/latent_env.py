@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from palm_jax.envs.renderer import to_uint8
+from palm_jax.envs.renderer import RendererHandle, check_renderer, to_uint8
 from palm_jax.errors import require
 
 
@@ -207,3 +207,18 @@ def generator_info(gen) -> dict[str, Any]:
   """The sizes a `LatentEnv` needs, read off a generator handle."""
   return dict(z_dim=gen.z_dim, w_dim=gen.w_dim, num_ws=gen.num_ws,
               num_classes=gen.c_dim)
+
+
+def make_latent_env(gen, *, latent_space: str = "z", noise_mode: str = "const", **kwargs):
+  """The `LatentEnv` of a `GeneratorHandle` (StyleGAN, both spaces) or a `RendererHandle`.
+
+  `kwargs` go to `LatentEnv` for StyleGAN generators (its own rendering options).
+  """
+  if isinstance(gen, RendererHandle):
+    require(latent_space == "z", f"config.env.latent_space={latent_space!r}: W space needs "
+            "a StyleGAN mapping network; renderers explore their own latent, so use 'z'.")
+    check_renderer(gen.renderer, gen.variables)
+    return LatentEnv.from_renderer(gen.renderer)
+  return LatentEnv(gen.module, z_dim=gen.z_dim, w_dim=gen.w_dim, num_ws=gen.num_ws,
+                   num_classes=gen.c_dim, latent_space=latent_space, noise_mode=noise_mode,
+                   **kwargs)

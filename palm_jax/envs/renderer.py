@@ -20,7 +20,7 @@ option of `LatentEnv` itself (it needs the mapping network separately).
 
 `RendererHandle` binds a renderer to its variables and exposes the attributes of a
 `GeneratorHandle` that the PALM job reads (`variables`, `z_dim`, `c_dim`, `img_resolution`,
-`img_channels`, `with_dtype`), so `config.generator` may name either; `make_latent_env`
+`img_channels`, `with_dtype`), so `config.generator` may name either; `latent_env.make_latent_env`
 builds the `LatentEnv` for either.
 """
 from __future__ import annotations
@@ -168,19 +168,3 @@ class RendererHandle:
          else jnp.asarray(labels, jnp.int32))
     img = jax.jit(self.renderer.render)(self.variables, z, c)
     return img.astype(jnp.float32) / 127.5 - 1.0 if img.dtype == jnp.uint8 else img
-
-
-def make_latent_env(gen, *, latent_space: str = "z", noise_mode: str = "const", **kwargs):
-  """The `LatentEnv` of a `GeneratorHandle` (StyleGAN, both spaces) or a `RendererHandle`.
-
-  `kwargs` go to `LatentEnv` for StyleGAN generators (its own rendering options).
-  """
-  from palm_jax.envs.latent_env import LatentEnv  # pylint: disable=g-import-not-at-top
-  if isinstance(gen, RendererHandle):
-    require(latent_space == "z", f"config.env.latent_space={latent_space!r}: W space needs "
-            "a StyleGAN mapping network; renderers explore their own latent, so use 'z'.")
-    check_renderer(gen.renderer, gen.variables)
-    return LatentEnv.from_renderer(gen.renderer)
-  return LatentEnv(gen.module, z_dim=gen.z_dim, w_dim=gen.w_dim, num_ws=gen.num_ws,
-                   num_classes=gen.c_dim, latent_space=latent_space, noise_mode=noise_mode,
-                   **kwargs)
