@@ -127,8 +127,8 @@ def palm_images(run: RunSetup, num: int, *, seed: int, size: int, step: int | No
   key, out, have = jax.random.PRNGKey(seed + 1), [], 0
   i = 0
   while have < num:
-    frames = np.asarray(sharding.to_host(rollout(state, gen_vars, params,
-                                                 jax.random.fold_in(key, i))))
+    frames, _ = sharding.to_host(rollout(state, gen_vars, params, jax.random.fold_in(key, i)))
+    frames = np.asarray(frames)                             # [E, T, H, W, C]; classes unused
     out.append(frames.reshape((-1,) + frames.shape[2:]))   # [E * T, H, W, C]
     have += out[-1].shape[0]
     i += 1
