@@ -47,6 +47,7 @@ class MetricWriter:
     self.jsonl_path = os.path.join(logdir, jsonl_name)
     self._tb = None
     self._purge_step = None
+    self._files = 0  # event files this writer opened (each flush closes one)
     if self.enabled:
       os.makedirs(logdir, exist_ok=True)
 
@@ -61,8 +62,13 @@ class MetricWriter:
       else:
         # purge_step: TensorBoard hides the events at or after it that an earlier process
         # wrote, so a resumed run's redone steps are not drawn twice.
+        # The suffix keeps files opened within one second apart (names carry the time in
+        # whole seconds, and a second file of the same name would replace the first).
         self._tb = SummaryWriter(os.path.join(self.logdir, "tb"), flush_secs=30,
-                                 purge_step=self._purge_step)
+                                 purge_step=self._purge_step,
+                                 filename_suffix=f".{os.getpid()}.{self._files}")
+        self._files += 1
+        self._purge_step = None  # only the first file after a resume purges
     return self._tb
 
   def truncate_after(self, step: int) -> None:
@@ -102,8 +108,13 @@ class MetricWriter:
     self._board().add_image(name, np.asarray(image), int(step), dataformats="HWC")
 
   def flush(self) -> None:
-    if self._tb is not None:
-      self._tb.flush()
+    """Everything written so far is on disk when this returns.
+
+    tensorboardX's own `flush()` does not wait for its background thread to take the
+    queued events, so points written just before it can still be missing. Closing the
+    file does wait; the next write opens a new one, and TensorBoard reads every file.
+    """
+    self.close()
 
   def close(self) -> None:
     if self._tb is not None:
