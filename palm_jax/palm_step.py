@@ -44,7 +44,7 @@ class PalmState:
   """Everything the loop carries (the replay travels beside it, see `ReplayState`)."""
   iteration: jax.Array       # int32 []: iterations done; env steps = iteration * N
   key: jax.Array             # uint32 [2]: the run's root key; per-iteration keys fold in
-  env: EnvState              # [N, ...], data-sharded
+  env: EnvState              # [N, ...], data-sharded (or frame_stack_env.StackedEnvState)
   obs: jax.Array             # uint8 [N, H, W, C]: the frames the agent acts on next
   first: jax.Array           # bool [N]: `obs` is the first frame of its episode
   simsiam: simsiam.SimSiamState
@@ -69,9 +69,12 @@ class StepConfig:
 
 
 def state_shardings(mesh: Mesh) -> PalmState:
-  """A sharding prefix tree for `PalmState`: environments split, the rest replicated."""
+  """A sharding prefix tree for `PalmState`: environments split, the rest replicated.
+
+  `env` is a prefix: every leaf of any environment state (`EnvState`, the Atari
+  `StackedEnvState`) is `[N, ...]`, split over environments."""
   rep, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
-  return PalmState(iteration=rep, key=rep, env=EnvState(latent=data, label=data, t=data),
+  return PalmState(iteration=rep, key=rep, env=data,
                    obs=data, first=data, simsiam=rep, sac=rep, reward_rms=rep)
 
 

@@ -36,7 +36,7 @@ from palm_jax import exploration
 from palm_jax import images, metrics as metrics_lib, palm_step, preemption, preflight
 from palm_jax import replay as replay_lib, sharding
 from palm_jax.agents import sac
-from palm_jax.envs import latent_env
+from palm_jax.envs import frame_stack_env, latent_env
 from palm_jax.envs.latent_env import EnvParams
 from palm_jax.errors import UserError, require
 from palm_jax.representation import offline
@@ -106,6 +106,24 @@ def validate(config, mesh) -> None:
           f"config.env.render_chunk={chunk} must be 0 (off) or divide env.num_envs="
           f"{env.num_envs} and be a multiple of the {mesh.size} devices.")
   preflight.check_batch_fits(config)
+  _validate_frame_stack(config)
+
+
+def _validate_frame_stack(config) -> None:
+  """Atari stacks (`config.env.frame_stack > 0`, envs/frame_stack_env.py) go with the
+  Atari torso, temporal pairs and no CIFAR probe; RGB frames with the ResNet."""
+  stack = int(config.env.get("frame_stack", 0))
+  atari = config.simsiam.get("encoder", "resnet") == "atari"
+  require(stack >= 0, f"config.env.frame_stack={stack} must be 0 (RGB frames) or the number "
+                      "of stacked 84x84 grayscale frames (Atari: 4).")
+  require(bool(stack) == atari, f"config.env.frame_stack={stack} with config.simsiam.encoder="
+          f"{config.simsiam.get('encoder', 'resnet')!r}: Atari frame stacks need the 'atari' "
+          "encoder and it needs them; set both (configs/atari/palm.py) or neither.")
+  require(not stack or config.simsiam.pairs == "temporal",
+          f"config.simsiam.pairs={config.simsiam.pairs!r}: frame-stacked runs support only "
+          "'temporal' pairs (consecutive stacks); set config.simsiam.pairs='temporal'.")
+  require(not stack or not config.eval.train, f"config.eval.train={config.eval.train!r} is a "
+          "CIFAR linear probe, meaningless for an Atari encoder; set config.eval.train=''.")
 
 
 def load_env_generator(config, workdir: str):
@@ -203,8 +221,12 @@ def build(config, mesh, gen, plan: Plan):
       knn_k=config.reward.k, knn_average=config.reward.average,
       knn_clip=float(config.reward.clip), knn_normalize=config.reward.normalize)
   res, ch = gen.img_resolution, gen.img_channels
-  require(ch == 3, f"the generator renders {ch}-channel images; the ResNet encoder needs RGB "
-                   "(3 channels).")
+  stack = int(config.env.get("frame_stack", 0))
+  if stack:  # Atari: 84x84 grayscale stacks in the env state (envs/frame_stack_env.py)
+    env = frame_stack_env.FrameStackEnv(env, stack=stack)
+  require(stack or ch == 3, f"the generator renders {ch}-channel images; the ResNet encoder "
+          "needs RGB (3 channels), or set config.env.frame_stack for Atari stacks.")
+  obs_shape = env.obs_shape if stack else (res, res, 3)
   ss_cfg = _simsiam_config(config, plan.total_updates)
   sac_cfg = _sac_config(config)
   slots = replay_lib.num_slots(config.replay.capacity, config.env.num_envs)
@@ -216,13 +238,13 @@ def build(config, mesh, gen, plan: Plan):
     t0 = (jax.random.randint(k_t0, (n,), 0, env_params.episode_length)
           if config.env.stagger else jnp.zeros((n,), jnp.int32))
     obs, env_state = env.reset(k_env, gen_vars, env_params, n, t0=t0)
-    ss_state = simsiam.init_simsiam(k_ss, ss_cfg, (res, res, 3),
+    ss_state = simsiam.init_simsiam(k_ss, ss_cfg, obs_shape,
                                     total_steps=ss_cfg.total_steps)
     sac_state = sac.init(k_sac, ss_cfg.feature_dim, env.action_dim, sac_cfg)
     state = palm_step.PalmState(
         iteration=jnp.zeros((), jnp.int32), key=key, env=env_state, obs=obs,
         first=t0 == 0, simsiam=ss_state, sac=sac_state, reward_rms=apt.init_running_mean())
-    replay = replay_lib.init_replay(slots, n, (res, res, 3), env.action_dim, action_dtype)
+    replay = replay_lib.init_replay(slots, n, obs_shape, env.action_dim, action_dtype)
     return state, replay
 
   shardings = (palm_step.state_shardings(mesh), replay_lib.replay_shardings(mesh))
@@ -245,6 +267,8 @@ def _real_bank(config, num_classes: int, mesh):
 
 
 def _encoder_meta(ss_cfg) -> dict:
+  if ss_cfg.encoder == "atari":  # DrQ's torso (models/atari_encoder.py), no free sizes
+    return {"encoder": "atari", "input_shape": [84, 84, frame_stack_env.STACK_SIZE]}
   return {"stage_sizes": list(ss_cfg.stage_sizes), "width": ss_cfg.width,
           "zero_init_residual": ss_cfg.zero_init_residual}
 
@@ -328,6 +352,8 @@ def train(config, workdir: str) -> TrainResult:
   chunk_fn = palm_step.make_chunk(step_cfg, env, mesh, plan.chunk, *shardings, loop=loop)
   rollout_fn = palm_step.make_rollout(env, config.log.rollout_rows,
                                       config.env.episode_length, config.agent.action_source)
+  if config.env.get("frame_stack", 0):  # pictures show each stack's newest frame
+    rollout_fn = frame_stack_env.newest_frames(rollout_fn)
   explore_fn = _explore_fn(config, env, mesh)
   host_metrics: dict = {}
   chunks_done = iteration // plan.chunk

@@ -45,6 +45,33 @@ class AtariEncoder(nn.Module):
     return x.reshape(x.shape[0], -1)
 
 
+def torso_features(size: int = 84, layers: Sequence[tuple[int, int, int]] = TORSO) -> int:
+  """Flattened width of the torso on `[size, size]` inputs ('SAME': each map is
+  ceil(in / stride)); 7744 = 11·11·64 for 84×84."""
+  for _, _, stride in layers:
+    size = -(-size // stride)
+  return size * size * layers[-1][0]
+
+
+class PalmAtariEncoder(AtariEncoder):
+  """The torso as PALM's SimSiam encoder: uint8 stacks `[B, 84, 84, 4]` → `[B, 7744]`.
+
+  Divides by 255 as DrQ's agent does before its network, and has exactly the parameters
+  of `AtariEncoder` (`Conv_0..2`), so `restore_encoder` of a PALM run drops into DrQ's
+  `params['encoder']` (`palm_jax.atari100k.load_palm_encoder`). `train` is accepted for
+  SimSiam's encoder interface; the torso has no BatchNorm.
+  """
+
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:  # noqa: ARG002
+    if x.dtype == jnp.uint8:
+      x = x.astype(jnp.float32) / 255.0
+    return super().__call__(x)
+
+  @property
+  def feature_dim(self) -> int:
+    return torso_features(84, self.layers)
+
+
 class DuelingHead(nn.Module):
   """`[B, F] → Q [B, num_actions]`: a 512-unit ReLU layer, then V + A − mean(A)."""
   num_actions: int

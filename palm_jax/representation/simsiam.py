@@ -36,11 +36,13 @@ import jax.numpy as jnp
 import optax
 
 from palm_jax.errors import require
+from palm_jax.models.atari_encoder import PalmAtariEncoder, torso_features
 from palm_jax.models.heads import Predictor, Projector
 from palm_jax.models.resnet import ResNet, infer_resnet
 from palm_jax.representation.augment import augment
 
 _DTYPES = ("float32", "bfloat16", "float16")
+ENCODERS = ("resnet", "atari")
 SCHEDULES = ("cosine", "constant")
 
 
@@ -66,9 +68,14 @@ class SimSiamConfig:
   total_steps: int = 0           # updates of the cosine schedule (or pass total_steps=)
   augment: bool = False          # apply SimSiam's CIFAR augmentations to both views
   schedule: str = "cosine"       # "cosine" (SimSiam) or "constant" (lr_0 throughout)
+  # "resnet" (CIFAR: `stage_sizes`/`width`, RGB) or "atari" (DrQ's conv torso on uint8
+  # stacks [84, 84, 4], `models/atari_encoder.PalmAtariEncoder`; stage_sizes/width unused).
+  encoder: str = "resnet"
 
   @property
   def feature_dim(self) -> int:
+    if self.encoder == "atari":
+      return torso_features(84)
     return self.width * 2 ** (len(self.stage_sizes) - 1)
 
   @property
@@ -106,6 +113,11 @@ def as_simsiam_config(config: Any) -> SimSiamConfig:
             f"simsiam.{name}={getattr(cfg, name)} must be a positive integer.")
   require(cfg.dtype in _DTYPES,
           f"simsiam.dtype={cfg.dtype!r} is not supported; use one of {_DTYPES}.")
+  require(cfg.encoder in ENCODERS, f"simsiam.encoder={cfg.encoder!r} must be one of "
+                                   f"{ENCODERS}.")
+  require(not (cfg.encoder == "atari" and cfg.augment),
+          "simsiam.augment=True applies CIFAR's colour augmentations, which do not apply to "
+          "grayscale Atari stacks; set simsiam.augment=False with simsiam.encoder='atari'.")
   require(cfg.schedule in SCHEDULES, f"simsiam.schedule={cfg.schedule!r} must be one of "
                                     f"{SCHEDULES}.")
   require(cfg.base_lr > 0, f"simsiam.base_lr={cfg.base_lr} must be positive (e.g. 0.03).")
@@ -135,9 +147,11 @@ class SimSiamModel(nn.Module):
     return self.encoder(images, train)
 
 
-def make_encoder(config: Any) -> ResNet:
-  """The encoder `ResNet` of a SimSiam config."""
+def make_encoder(config: Any) -> nn.Module:
+  """The encoder of a SimSiam config: a `ResNet`, or the Atari torso."""
   cfg = as_simsiam_config(config)
+  if cfg.encoder == "atari":
+    return PalmAtariEncoder(dtype=jnp.dtype(cfg.dtype))
   return ResNet(stage_sizes=cfg.stage_sizes, width=cfg.width,
                 zero_init_residual=cfg.zero_init_residual, dtype=jnp.dtype(cfg.dtype))
 
@@ -206,14 +220,19 @@ class SimSiamState:
 
 def init_simsiam(key: jax.Array, config: Any, image_shape: tuple[int, int, int], *,
                  total_steps: int | None = None) -> SimSiamState:
-  """Initial SimSiam state for images of `image_shape = (H, W, 3)`.
+  """Initial SimSiam state for images of `image_shape = (H, W, 3)` (`(84, 84, 4)` stacks
+  for `encoder="atari"`).
 
   `total_steps` (SimSiam updates in the run) defaults to `config.total_steps`.
   """
   cfg = as_simsiam_config(config)
   total_steps = int(total_steps if total_steps is not None else cfg.total_steps)
-  require(len(tuple(image_shape)) == 3 and tuple(image_shape)[-1] == 3,
-          f"image_shape={tuple(image_shape)} must be (height, width, 3) RGB.")
+  if cfg.encoder == "atari":
+    require(len(tuple(image_shape)) == 3 and tuple(image_shape)[:2] == (84, 84),
+            f"image_shape={tuple(image_shape)} must be (84, 84, stack) for the Atari torso.")
+  else:
+    require(len(tuple(image_shape)) == 3 and tuple(image_shape)[-1] == 3,
+            f"image_shape={tuple(image_shape)} must be (height, width, 3) RGB.")
   model = make_model(cfg)
   tx = make_optimizer(cfg, total_steps)
   dummy = jnp.zeros((2, *image_shape), jnp.uint8)
@@ -307,14 +326,14 @@ def encoder_variables(state_or_variables: Any) -> dict[str, Any]:
   """The encoder's own `{"params", "batch_stats"}` from a state or SimSiam/encoder variables."""
   if isinstance(state_or_variables, SimSiamState):
     return {"params": state_or_variables.params["encoder"],
-            "batch_stats": state_or_variables.batch_stats["encoder"]}
+            "batch_stats": state_or_variables.batch_stats.get("encoder", {})}
   v = state_or_variables
   require(isinstance(v, Mapping) and "params" in v and "batch_stats" in v,
           "encode wants a SimSiamState or a variables dict with 'params' and 'batch_stats'; "
           "pass the whole state or {'params': ..., 'batch_stats': ...}.")
   params, stats = v["params"], v["batch_stats"]
-  if "encoder" in params:
-    params, stats = params["encoder"], stats["encoder"]
+  if "encoder" in params:  # the Atari torso has no BatchNorm: no batch_stats["encoder"]
+    params, stats = params["encoder"], stats.get("encoder", {})
   return {"params": params, "batch_stats": stats}
 
 
@@ -333,6 +352,8 @@ def encode(state_or_variables: Any, images: jax.Array, train: bool = False, *,
     model = make_encoder(state_or_variables.config)
   elif config is not None:
     model = make_encoder(config)
+  elif "Conv_0" in variables["params"]:  # the Atari torso's parameter names
+    model = PalmAtariEncoder()
   else:
     model = infer_resnet(variables["params"])
   if train:
