@@ -120,6 +120,14 @@ def get_config():
   # vs uniform actions on this many fresh episodes, action share, replay classes/spread.
   c.log.explore_envs = 64         # 0 = off
 
+  # The experience log (palm_jax/experience_log.py): every frame played, with its env,
+  # episode, t, class and action, in WORKDIR/experience/ (ArrayRecord shards, one per
+  # chunk; read by passive PALM and coverage). 50M CIFAR frames ≈ 215 GB with actions; the
+  # size is printed at start and a disk that cannot hold it is refused.
+  c.experience = ml_collections.ConfigDict()
+  c.experience.log = False        # record the experience
+  c.experience.every = 1          # log environments 0, k, 2k, ... (whole episodes of 1/k)
+
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_chunks = 50  # save every this many chunks (and at the end)
   c.checkpoint.keep = 2           # checkpoints kept on disk

@@ -32,7 +32,7 @@ from absl import logging
 
 from palm_jax import budget
 from palm_jax import checkpoint as ckpt_lib
-from palm_jax import exploration
+from palm_jax import experience_log, exploration
 from palm_jax import images, metrics as metrics_lib, palm_step, preemption, preflight
 from palm_jax import replay as replay_lib, sharding
 from palm_jax.agents import sac
@@ -106,6 +106,7 @@ def validate(config, mesh) -> None:
           f"config.env.render_chunk={chunk} must be 0 (off) or divide env.num_envs="
           f"{env.num_envs} and be a multiple of the {mesh.size} devices.")
   preflight.check_batch_fits(config)
+  experience_log.validate(config)
   _validate_frame_stack(config)
 
 
@@ -349,7 +350,13 @@ def train(config, workdir: str) -> TrainResult:
   total_steps = plan.total_iterations * plan.env_steps_per_iteration
   progress = metrics_lib.Progress(total_steps, start=env_steps, unit="env steps")
   loop = palm_step.resolve_loop(config.loop, jax.devices()[0].platform)
-  chunk_fn = palm_step.make_chunk(step_cfg, env, mesh, plan.chunk, *shardings, loop=loop)
+  exp_log = (experience_log.ExperienceLog(
+      config, workdir, frame_shape=(env.obs_shape if config.env.get("frame_stack", 0) else
+                                    (gen.img_resolution, gen.img_resolution, 3)),
+      action_dim=env.action_dim, total_iterations=plan.total_iterations, chunk=plan.chunk,
+      start_iteration=iteration) if experience_log.enabled(config) else None)
+  chunk_fn = palm_step.make_chunk(step_cfg, env, mesh, plan.chunk, *shardings, loop=loop,
+                                  record_every=experience_log.every(config) if exp_log else 0)
   rollout_fn = palm_step.make_rollout(env, config.log.rollout_rows,
                                       config.env.episode_length, config.agent.action_source)
   if config.env.get("frame_stack", 0):  # pictures show each stack's newest frame
@@ -365,7 +372,10 @@ def train(config, workdir: str) -> TrainResult:
     logging.info("Compiling the training chunk (%d iterations)...", plan.chunk)
   while iteration < plan.total_iterations:
     start = time.time()
-    state, replay, chunk_metrics = chunk_fn(state, replay, gen_vars, env_params, real_bank)
+    state, replay, chunk_metrics, *record = chunk_fn(state, replay, gen_vars, env_params,
+                                                     real_bank)
+    if exp_log is not None:  # the chunk's frames leave the device; written in the background
+      exp_log.write_chunk(iteration, record[0])
     iteration += plan.chunk
     chunks_done += 1
     env_steps = iteration * plan.env_steps_per_iteration
@@ -391,6 +401,8 @@ def train(config, workdir: str) -> TrainResult:
       _write_rollouts(workdir, writer, rollout_fn, state, gen_vars, env_params, env_steps)
     stop = preemption.requested()
     if chunks_done % config.checkpoint.every_chunks == 0 or last or stop:
+      if exp_log is not None:
+        exp_log.before_checkpoint()  # the log never lags the checkpoint a rerun resumes from
       _save(ckpt, env_steps, state, replay, config, ss_cfg, save_replay)
       writer.flush()  # TensorBoard never lags the checkpoint a rerun resumes from
     if snaps is not None and ckpt_lib.snapshot_due(
@@ -398,12 +410,16 @@ def train(config, workdir: str) -> TrainResult:
       ckpt_lib.save_snapshot(snaps, env_steps, simsiam.encoder_variables(state.simsiam),
                              _meta(config, ss_cfg, env_steps))
     if stop and not last:
+      if exp_log is not None:
+        exp_log.close()
       ckpt.close()
       if snaps is not None:
         snaps.close()
       writer.close()
       raise preemption.stopped(f"{chunks_done} chunks", f"env step {env_steps:,} in "
                                f"{ckpt.directory}")
+  if exp_log is not None:
+    exp_log.close()
   ckpt.close()
   if snaps is not None:
     snaps.close()

@@ -46,6 +46,10 @@ class StackedEnvState:
   def label(self) -> jax.Array:   # int32 [N]: what PALM's replay stores as the class
     return self.inner.label
 
+  @property
+  def t(self) -> jax.Array:       # int32 [N]: frame index within the episode
+    return self.inner.t
+
 
 def to_frame(images: jax.Array, size: int = SCREEN_SIZE) -> jax.Array:
   """Rendered images uint8 `[N, R, R, C]` (C = 1 or 3) → Atari frames uint8 `[N, size, size]`."""
