@@ -11,7 +11,8 @@ One call of the step is one StyleGAN2-ADA "batch": NVIDIA's phases in order
   ADA     every ada_interval steps: p <- max(0, p + sign(E[sign D(real)] - target) * ...)
 
 Each phase draws its own latents and fake labels (labels of random training images), reals
-are drawn uniformly from the dataset held on the device, and the batch is split over the
+are drawn uniformly from the dataset held on the device (or, `streamed`, are the batch the
+host streamed in for this step: `palm_jax/data/frame_stream.py`), and the batch is split over the
 `data` mesh axis; parameters and optimiser state are replicated. The lazy regularisers sit
 behind `lax.cond` on the step counter: one executable (one compilation) for every step,
 and nothing leaves the device between log steps. Gradients with a NaN/Inf skip that Adam step
@@ -80,6 +81,7 @@ class StepConfig:
   ada_kimg: float = 500.0
   mirror: bool = False                      # x-flip reals with probability 1/2
   mesh: Mesh | None = None
+  streamed: bool = False                    # `images` is this step's batch of reals
 
 
 def make_optimizer(lr: float, beta2: float, eps: float, reg_interval: int | None
@@ -144,6 +146,8 @@ def _train_step(state: GanState, stats: dict, images: jax.Array, labels: jax.Arr
     return _shard(z, cfg), c
 
   real_idx = jax.random.randint(next(keys), (B,), 0, n_data)
+  if cfg.streamed:  # the host's shuffled stream already drew this step's B reals
+    real_idx = jnp.arange(B)
   reals = _shard(images[real_idx].astype(jnp.float32) / 127.5 - 1.0, cfg)
   if cfg.mirror:
     flip = jax.random.bernoulli(next(keys), 0.5, (B, 1, 1, 1))

@@ -22,6 +22,7 @@ from absl import logging
 
 from palm_jax import preemption, preflight, sharding
 from palm_jax.checkpoint import Checkpointer, checkpoint_dir
+from palm_jax.data import frame_stream
 from palm_jax.errors import require
 from palm_jax.gan import augment as aug
 from palm_jax.gan import steps
@@ -92,6 +93,20 @@ def validate(config, mesh) -> None:
   r = config.resolution
   require(r >= 8 and r & (r - 1) == 0, f"config.resolution={r} must be a power of two >= 8 "
           "(e.g. 32).")
+  ch = _channels(config)
+  require(ch in (1, 3), f"config.img_channels={ch} must be 1 (grayscale) or 3 (RGB).")
+  require(ch == 3 or config.aug == "noaug", f"config.aug={config.aug!r} with "
+          f"config.img_channels={ch}: the augmentation pipeline's colour ops need RGB; use "
+          "config.aug='noaug' for grayscale frames.")
+  streamed = frame_stream.is_stream_spec(config.data)
+  require(not streamed or not config.cond, f"config.data={config.data!r} streams unlabelled "
+          "frames; set config.cond=False (an unconditional generator).")
+  require(streamed or ch == 3, f"config.img_channels={ch} needs a frame stream "
+          "(config.data=framelog:<dir> or dqn_replay:<dir>); image datasets are RGB.")
+
+
+def _channels(config) -> int:
+  return int(config.get("img_channels", 3))
 
 
 def _kimg_steps(kimg: float, batch: int) -> int:
@@ -104,17 +119,19 @@ def build(config, mesh, c_dim: int, key: jax.Array):
   kg, kd = jax.random.split(key)
   g_kwargs = dict(
       z_dim=config.z_dim, c_dim=c_dim, w_dim=config.w_dim, img_resolution=config.resolution,
-      img_channels=3, mapping_kwargs=dict(num_layers=config.map_layers),
+      img_channels=_channels(config), mapping_kwargs=dict(num_layers=config.map_layers),
       synthesis_kwargs=dict(channel_base=config.channel_base, channel_max=config.channel_max,
                             num_fp16_res=config.num_fp16_res, conv_clamp=config.conv_clamp))
   handle = init_generator(kg, dtype=dtype, **g_kwargs)
   D = Discriminator(
-      c_dim=c_dim, img_resolution=config.resolution, architecture=config.d_architecture,
+      c_dim=c_dim, img_resolution=config.resolution, img_channels=_channels(config),
+      architecture=config.d_architecture,
       channel_base=config.channel_base, channel_max=config.channel_max,
       num_fp16_res=config.num_fp16_res, conv_clamp=config.conv_clamp,
       mbstd_group_size=config.mbstd_group, mbstd_num_channels=config.mbstd_channels,
       mapping_layers=config.d_map_layers, dtype=dtype)
-  img = jnp.zeros((config.batch_size, config.resolution, config.resolution, 3))
+  img = jnp.zeros((config.batch_size, config.resolution, config.resolution,
+                   _channels(config)))
   d_params = jax.jit(D.init)(kd, img, jnp.zeros((config.batch_size, c_dim)))["params"]
   augment = None if config.aug == "noaug" else aug.spec_from_name(config.augpipe)
   cfg = steps.StepConfig(
@@ -125,7 +142,7 @@ def build(config, mesh, c_dim: int, key: jax.Array):
       ema_kimg=config.ema_kimg, ema_rampup=config.ema_rampup or None, augment=augment,
       ada_target=config.ada_target if config.aug == "ada" else None,
       ada_interval=config.ada_interval, ada_kimg=config.ada_kimg, mirror=config.mirror,
-      mesh=mesh)
+      mesh=mesh, streamed=frame_stream.is_stream_spec(config.data))
   state = steps.init_state(cfg, handle.variables, d_params, augment_p=config.augment_p)
   return cfg, handle.module, jax.device_put(state, sharding.replicated(mesh))
 
@@ -183,10 +200,14 @@ def train_gan(config, workdir: str) -> str:
   if _finished(workdir, out_path, total_steps):
     logging.info("gan: %s is already trained to %d steps; nothing to do", workdir, total_steps)
     return out_path
-  images, labels, c_dim = load_training_data(config)
+  streamed = frame_stream.is_stream_spec(config.data)
+  if streamed:   # opened after the restore below: its seed folds in the resumed step
+    images, labels, c_dim = None, None, 0
+  else:
+    images, labels, c_dim = load_training_data(config)
+    logging.info("gan: %d training images %s, c_dim=%d, %d devices", len(images),
+                 images.shape[1:], c_dim, mesh.size)
   preflight.write_config(workdir, "gan", config)
-  logging.info("gan: %d training images %s, c_dim=%d, %d devices", len(images),
-               images.shape[1:], c_dim, mesh.size)
   key = jax.random.key(config.seed)
   k_init, k_train = jax.random.split(key)
   cfg, module, state = build(config, mesh, c_dim, k_init)
@@ -204,9 +225,25 @@ def train_gan(config, workdir: str) -> str:
     writer.truncate_after(step)
 
   put = lambda x: sharding.host_to_global(x, mesh, sharded=False)  # noqa: E731
-  d_images = put(images)
-  d_labels = put(np.zeros(len(images), np.int32) if labels is None
-                 else labels.astype(np.int32))
+  stream = None
+  if streamed:
+    # A resumed run reseeds the stream with its step: the batches differ from those an
+    # uninterrupted run would have drawn (same data distribution); nothing is replayed.
+    stream = frame_stream.FrameStream(
+        config.data, resolution=config.resolution, batch=batch,
+        buffer=int(config.stream_buffer), seed=config.seed * 1_000_003 + step)
+    # The reals grid (and FID's reference statistics when on) come from the buffer.
+    want = max(config.fid.num_real if config.fid.inception else 0, 256)
+    images = stream.sample(min(stream.buffer_size, want))
+    labels = None
+    logging.info("gan: streaming %s (%d shards, frames %s, a shuffle buffer of %d), %d "
+                 "devices", config.data, len(stream.shards), stream.frame_shape,
+                 stream.buffer_size, mesh.size)
+  d_images = d_labels = None   # streamed: put per step, below
+  if stream is None:
+    d_images = put(images)
+    d_labels = put(np.zeros(len(images), np.int32) if labels is None
+                   else labels.astype(np.int32))
   # Conditional: one row per class; unconditional: a square grid.
   rows = min(c_dim if c_dim else config.sample_cols, config.sample_max_rows)
   cols = config.sample_cols
@@ -243,6 +280,8 @@ def train_gan(config, workdir: str) -> str:
   if step < total_steps:
     logging.info("gan: compiling the training step...")
   while step < total_steps:
+    if stream is not None:   # this step's reals: the next shuffled batch of the stream
+      d_images, d_labels = put(next(stream)), put(np.zeros(batch, np.int32))
     state, stats = train_step(state, stats, d_images, d_labels, k_train)
     step += 1
     done = step == total_steps
