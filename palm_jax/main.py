@@ -10,6 +10,7 @@ Any config field can be overridden on the command line, e.g.
   coverage     how many training images generated ones cover (uniform vs PALM, Table 3)
   sample       render a class-by-sample grid from a generator
   atari100k    DrQ(ε) on one Atari 100k game, then evaluation (configs/atari/drq.py:<game>)
+  collect      Atari frames from N emulators into a frame log (configs/atari/collect.py:<game>)
   sweep        many runs of another job (grid/variants x seeds) and their results tables
 
 Multi-host: pass `--distributed` (or set PALM_JAX_DISTRIBUTED=1) and every process calls
@@ -43,6 +44,7 @@ JOBS = {
     "coverage": "palm_jax.evaluation.coverage_eval",
     "sample": "palm_jax.sample",
     "atari100k": "palm_jax.atari100k",
+    "collect": "palm_jax.atari_collect",
     "sweep": "palm_jax.experiments.sweep",
 }
 
