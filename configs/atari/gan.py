@@ -28,7 +28,8 @@ the regime ADA's authors show needs no augmentation (Karras et al. 2020, Fig. 1:
 below ~100k images), and its geometric/colour ops would teach the generator shifted or
 re-tinted screens that a game never shows. `aug="ada"` turns it back on.
 
-`<game>,tiny` is the CPU smoke variant (16×16, tiny networks, a few hundred images).
+`<game>,tiny` is the test variant (16×16, tiny networks, a few hundred images);
+`<game>,cpu` the CPU end-to-end run of BENCHMARKS.md (64×64, 32-64 channels, 4 kimg).
 """
 import pathlib
 import runpy
@@ -65,6 +66,22 @@ def get_config(arg: str = "pong"):
   c.sample_max_rows = 8           # unconditional: an 8x8 grid
   c.sample_every_kimg = 100.0
   c.checkpoint_every_kimg = 100.0
+  if "cpu" in variant:           # the CPU end-to-end run (BENCHMARKS.md): 64x64, small nets
+    c.stream_buffer = 16_384
+    c.total_kimg = 4.0
+    c.batch_size = 16
+    c.z_dim = 64
+    c.w_dim = 64
+    c.channel_base = 2048         # 32 channels at 64x64, 64 at 32x32 and below
+    c.channel_max = 64
+    c.num_fp16_res = 0
+    c.dtype = "float32"
+    c.r1_gamma = 0.0512           # cfg 'auto' at mb 16: 0.0002 * 64^2 / 16
+    c.ema_kimg = 5.0              # cfg 'auto' at mb 16: 16 * 10 / 32
+    c.d_map_layers = 2
+    c.log_every_kimg = 0.5
+    c.sample_every_kimg = 2.0
+    c.checkpoint_every_kimg = 2.0
   if "tiny" in variant:
     c.resolution = 16
     c.stream_buffer = 256

@@ -9,8 +9,9 @@ r"""PALM on an Atari game's unconditional generator: pretrain DrQ's conv torso (
     python -m palm_jax.main --config=configs/atari/drq.py:pong --workdir=/tmp/palm_drq_pong \
         --config.encoder_init=palm --config.encoder_workdir=/tmp/palm_pong
 
-The argument is the game; `<game>,tiny` is the CPU variant the tests run (a random
-1-channel generator, 16 environments, a few hundred steps). With `config.generator = ""`
+The argument is the game; `<game>,tiny` is the variant the tests run (a random 1-channel
+generator, 16 environments, a few hundred steps); `<game>,cpu` the CPU end-to-end run of
+BENCHMARKS.md (32 environments, 3,200 steps, small heads; pass --config.generator). With `config.generator = ""`
 the run trains the game's generator first into WORKDIR/gan (the `gan` section, which is
 configs/atari/gan.py:<game>).
 
@@ -47,7 +48,28 @@ def get_config(arg: str = "pong"):
   c.log.explore_envs = 64         # exploration metrics (policy vs uniform APT reward)
   c.eval.train = ""               # no CIFAR probe: the encoder is evaluated by DrQ(ε)
   c.eval.test = ""
-  if "tiny" in variant:           # CPU and tests: every moving part, tiny sizes
+  if "cpu" in variant:            # the CPU end-to-end run (BENCHMARKS.md); give a generator
+    c.total_env_steps = 32 * 100  # 100 iterations of 32 environments
+    c.generator_dtype = "float32"
+    c.env.num_envs = 32
+    c.agent.warmup_env_steps = 32 * 10
+    c.agent.updates_per_step = 1
+    c.agent.actor_hidden = (256, 256)
+    c.agent.critic_hidden = (256, 256)
+    c.agent.dtype = "float32"
+    c.batch_size = 32
+    c.simsiam.proj_hidden_dim = 256
+    c.simsiam.proj_dim = 256
+    c.simsiam.pred_hidden_dim = 64
+    c.simsiam.dtype = "float32"
+    c.replay.capacity = 32 * 64
+    c.replay.action_dtype = "float32"
+    c.log.chunk_iterations = 10
+    c.log.rollout_every_chunks = 5
+    c.log.rollout_rows = 4
+    c.log.explore_envs = 0
+    c.checkpoint.every_chunks = 5
+  if "tiny" in variant:           # tests: every moving part, tiny sizes
     c.total_env_steps = 16 * 12   # 12 iterations of 16 environments
     c.generator = "random"        # an untrained unconditional single-channel generator
     c.generator_kwargs = dict(
