@@ -95,8 +95,14 @@ def test_frame_stream_is_bounded_and_yields_each_frame_once_per_epoch(tmp_path):
                                    batch=4, buffer=16, seed=1, chunk=16)
   batch = next(small)
   assert batch.shape == (4, 16, 16, 1) and batch.dtype == np.uint8
-  const = frame_stream.Preprocess((84, 84), 16)(np.full((2, 84, 84), 77, np.uint8))
-  assert (const == 77).all()
+  # Area averaging against a brute-force reference: upsample x16 by repetition (84*16 =
+  # 16*84), then each output pixel is the mean of its 84x84 block.
+  x = _frames(2)
+  big = np.repeat(np.repeat(x.astype(np.float64), 16, axis=1), 16, axis=2)
+  want = big.reshape(2, 16, 84, 16, 84).mean(axis=(2, 4))
+  got = frame_stream.Preprocess((84, 84), 16)(x)
+  assert got.shape == (2, 16, 16, 1)
+  np.testing.assert_allclose(got[..., 0], np.clip(np.rint(want), 0, 255), atol=1)
 
 
 def test_frame_stream_over_dqn_replay(replay_dir):

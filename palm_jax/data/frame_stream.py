@@ -168,5 +168,7 @@ class FrameStream:
     return out
 
   def sample(self, n: int) -> np.ndarray:
-    """`n` frames of the buffer (for the reals grid), without consuming the stream."""
-    return self._buffer[:n].copy()
+    """`n` random frames of the buffer (the reals grid, FID's reference), without
+    consuming the stream or its random draws."""
+    slots = np.random.default_rng([self.seed, 2]).choice(self.buffer_size, n, replace=False)
+    return self._buffer[np.sort(slots)].copy()
