@@ -330,8 +330,7 @@ def train(config, workdir: str) -> TrainResult:
       config, workdir, frame_shape=(gen.img_resolution, gen.img_resolution, 3),
       action_dim=env.action_dim, total_iterations=plan.total_iterations, chunk=plan.chunk,
       start_iteration=iteration) if experience_log.enabled(config) else None)
-  chunk_fn = palm_step.make_chunk(step_cfg, env, mesh, plan.chunk, *shardings, loop=loop,
-                                  record_every=experience_log.every(config) if exp_log else 0)
+  chunk_fn = palm_step.make_chunk(step_cfg, env, mesh, plan.chunk, *shardings, loop=loop)
   rollout_fn = palm_step.make_rollout(env, config.log.rollout_rows,
                                       config.env.episode_length, config.agent.action_source)
   explore_fn = _explore_fn(config, env, mesh)
@@ -345,10 +344,9 @@ def train(config, workdir: str) -> TrainResult:
     logging.info("Compiling the training chunk (%d iterations)...", plan.chunk)
   while iteration < plan.total_iterations:
     start = time.time()
-    state, replay, chunk_metrics, *record = chunk_fn(state, replay, gen_vars, env_params,
-                                                     real_bank)
+    state, replay, chunk_metrics = chunk_fn(state, replay, gen_vars, env_params, real_bank)
     if exp_log is not None:  # the chunk's frames leave the device; written in the background
-      exp_log.write_chunk(iteration, record[0])
+      exp_log.write_chunk(iteration, replay, state.env.t)
     iteration += plan.chunk
     chunks_done += 1
     env_steps = iteration * plan.env_steps_per_iteration
