@@ -256,7 +256,7 @@ def _meta(config, ss_cfg, env_steps) -> dict:
                 0) * budget.updates_per_step(config)
   # `lr_schedule`/`simsiam_total_updates` say what a snapshot is: under "cosine" a point of
   # one schedule of that many updates, under "constant" the same as a shorter run.
-  return {"job": "palm", "config": config.to_dict(), "env_steps": int(env_steps),
+  return {"job": config.get("job", "palm"), "config": config.to_dict(), "env_steps": int(env_steps),
           "iteration": iteration, "encoder": _encoder_meta(ss_cfg),
           "simsiam_updates": updates, "simsiam_total_updates": ss_cfg.total_steps,
           "lr_schedule": ss_cfg.schedule}
@@ -289,7 +289,7 @@ def train(config, workdir: str) -> TrainResult:
                                    plan.total_iterations * plan.env_steps_per_iteration)
   budget.log_budget(config, plan.total_iterations, plan.warmup_iterations)
   eval_data = preflight.eval_datasets(config)  # every dataset resolved before compiling
-  if offline.is_offline(config):
+  if offline.is_offline(config) or config.job == "passive":
     return _train_offline(config, workdir, plan, mesh, eval_data)
   gen = load_env_generator(config, workdir)
   env, step_cfg, init_fn, shardings, ss_cfg = build(config, mesh, gen, plan)
@@ -416,11 +416,14 @@ def _explore_fn(config, env, mesh):
 
 
 def _train_offline(config, workdir, plan, mesh, eval_data) -> TrainResult:
-  """SimSiam on real images only (pairs real / real_aug): see representation/offline.py."""
+  """SimSiam on real images only (pairs real / real_aug: representation/offline.py) or on a
+  run's experience log (job passive: representation/passive.py)."""
   ss_cfg = _simsiam_config(config, plan.total_updates)
   final_eval = lambda ss_state, steps: _final_linear_eval(  # noqa: E731
       config, workdir, ss_state, ss_cfg, steps, mesh, eval_data)
-  ss_state, metrics = offline.train_offline(
+  from palm_jax.representation import passive  # pylint: disable=g-import-not-at-top
+  loop = passive.train_passive if config.job == "passive" else offline.train_offline
+  ss_state, metrics = loop(
       config, workdir, plan, ss_cfg, meta_fn=lambda steps: _meta(config, ss_cfg, steps),
       final_eval=final_eval)
   return TrainResult(state=ss_state, metrics=metrics)
