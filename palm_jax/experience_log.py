@@ -94,7 +94,9 @@ class ExperienceLog:
   """Host side of the log: disk check at start, truncation on resume, one shard a chunk."""
 
   def __init__(self, config, workdir: str, *, frame_shape, action_dim: int,
-               total_iterations: int, chunk: int, start_iteration: int):
+               total_iterations: int, chunk: int):
+    """Prints the log's size and refuses a disk that cannot hold it (call it before
+    anything compiles); `resume` then truncates to the run's restored iteration."""
     self.directory = os.path.join(workdir, DIRECTORY)
     self.envs = logged_envs(config)
     self.episode_length = int(config.env.episode_length)
@@ -111,23 +113,30 @@ class ExperienceLog:
               "label": pick(replay.labels), "first": pick(replay.first),
               "t_end": t_end[::every_k]}
     self._take = jax.jit(take)
-    remaining = (total_iterations - start_iteration) * len(self.envs)
     total = total_iterations * len(self.envs)
     size = frame_log.expected_bytes(total, frame_shape, fields=self._fields,
                                     num_shards=math.ceil(total_iterations / chunk))
-    logging.info("Experience log: %s frames (%d of %d environments, %d iterations) ≈ %.2f GB "
-                 "in %s.", f"{total:,}", len(self.envs), config.env.num_envs,
-                 total_iterations, size / 1e9, self.directory)
+    logging.info("Experience log: %s frames (%d of %d environments, %d iterations) ≈ %s in "
+                 "%s.", f"{total:,}", len(self.envs), config.env.num_envs, total_iterations,
+                 frame_log.format_bytes(size), self.directory)
     if jax.process_index() != 0:
       return
     os.makedirs(self.directory, exist_ok=True)
     self._writer = frame_log.FrameLogWriter(self.directory, frame_shape=frame_shape,
                                             fields=self._fields)
-    kept = self._writer.truncate(after_shard=start_iteration // self.chunk - 1)
-    # What is already on disk counts against the run's size: check only the rest.
-    frame_log.check_disk(self.directory, remaining, frame_shape, fields=self._fields,
-                         num_shards=math.ceil((total_iterations - start_iteration) / chunk),
+    # What is already on disk (a resumed run) counts against the run's size.
+    done = self._writer.shards
+    frame_log.check_disk(self.directory, max(total - sum(done.values()), 0), frame_shape,
+                         fields=self._fields,
+                         num_shards=max(math.ceil(total_iterations / chunk) - len(done), 0),
                          what="the experience log (config.experience.log)")
+
+  def resume(self, start_iteration: int) -> None:
+    """Drops the shards of chunks at or after `start_iteration` (the restored checkpoint's
+    iteration; 0 for a fresh run) and unfinished writes: each env step is logged once."""
+    if self._writer is None:
+      return
+    kept = self._writer.truncate(after_shard=start_iteration // self.chunk - 1)
     if start_iteration:
       logging.info("Experience log: kept %s frames up to iteration %d (the checkpoint).",
                    f"{kept:,}", start_iteration)

@@ -307,6 +307,10 @@ def train(config, workdir: str) -> TrainResult:
   # Restore into shapes alone, so a resume never holds a fresh state and replay beside the
   # restored ones (the replay is gigabytes).
   abstract_state, abstract_replay = jax.eval_shape(init_fn, root_key, gen_vars, env_params)
+  exp_log = (experience_log.ExperienceLog(  # size printed, disk checked: nothing compiled yet
+      config, workdir, frame_shape=(gen.img_resolution, gen.img_resolution, 3),
+      action_dim=env.action_dim, total_iterations=plan.total_iterations, chunk=plan.chunk)
+      if experience_log.enabled(config) else None)
   ckpt_lib.check_free_space(ckpt.directory, ckpt_lib.tree_bytes(
       abstract_state, abstract_replay if save_replay else None), "a checkpoint of this run")
   restored = ckpt.restore(abstract_state,
@@ -326,10 +330,8 @@ def train(config, workdir: str) -> TrainResult:
   total_steps = plan.total_iterations * plan.env_steps_per_iteration
   progress = metrics_lib.Progress(total_steps, start=env_steps, unit="env steps")
   loop = palm_step.resolve_loop(config.loop, jax.devices()[0].platform)
-  exp_log = (experience_log.ExperienceLog(
-      config, workdir, frame_shape=(gen.img_resolution, gen.img_resolution, 3),
-      action_dim=env.action_dim, total_iterations=plan.total_iterations, chunk=plan.chunk,
-      start_iteration=iteration) if experience_log.enabled(config) else None)
+  if exp_log is not None:
+    exp_log.resume(iteration)  # drop what was logged after the checkpoint
   chunk_fn = palm_step.make_chunk(step_cfg, env, mesh, plan.chunk, *shardings, loop=loop)
   rollout_fn = palm_step.make_rollout(env, config.log.rollout_rows,
                                       config.env.episode_length, config.agent.action_source)

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from palm_jax import train
+from palm_jax import checkpoint, train
 from palm_jax.data import frame_log
 from palm_jax.errors import UserError
 
@@ -39,7 +39,7 @@ def _read(workdir):
   return log, log.read(range(len(log)))
 
 
-def test_config_mistakes_are_one_sentence(tmp_path):
+def test_config_mistakes_are_one_sentence(tmp_path, monkeypatch):
   c = _config()
   c.experience.every = 0
   with pytest.raises(UserError, match=r"config.experience.every=0 must lie in \[1, "):
@@ -48,6 +48,13 @@ def test_config_mistakes_are_one_sentence(tmp_path):
   c.replay.capacity = 64 * 4
   with pytest.raises(UserError, match=r"4 time slots .* fewer than log.chunk_iterations=8"):
     train.train(c, str(tmp_path))
+
+  # A disk too small for the whole log: refused at start, one sentence (the init program
+  # has not been compiled yet: the check runs right after tracing shapes).
+  monkeypatch.setattr(checkpoint, "free_bytes", lambda path: 10_000)
+  with pytest.raises(UserError, match=r"the experience log \(config.experience.log\) needs "
+                     r"about [0-9.]+ MB for 1,536 frames .* 0.01 MB is free; subsample frames"):
+    train.train(_config(), str(tmp_path / "small_disk"))
 
 
 @pytest.mark.slow

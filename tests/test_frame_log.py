@@ -117,5 +117,7 @@ def test_expected_bytes_and_disk_check(tmp_path):
   size = os.path.getsize(tmp_path / fl.shard_name(0))
   assert size <= fl.expected_bytes(50, (4, 5, 3), fields=FIELDS)
   assert fl.check_disk(str(tmp_path), 10, (4, 5, 3)) > 0
-  with pytest.raises(UserError, match=r"subsample frames \(config.experience.every\)"):
+  with pytest.raises(UserError, match=r"needs about [0-9,.]+ GB for 1,000,000,000,000,000 "
+                     r"frames .* subsample frames \(config.experience.every\)"):
     fl.check_disk(str(tmp_path), 10**15, (32, 32, 3))
+  assert fl.format_bytes(2.5e9) == "2.50 GB" and fl.format_bytes(1.5e6) == "1.50 MB"

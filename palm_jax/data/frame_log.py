@@ -97,6 +97,11 @@ def expected_bytes(num_frames: int, frame_shape: Sequence[int], dtype="uint8",
           + int(num_shards) * SHARD_OVERHEAD_BYTES)
 
 
+def format_bytes(n: float) -> str:
+  """`1.23 GB` / `4.56 MB` (decimal units, as disks are sold)."""
+  return f"{n / 1e9:,.2f} GB" if n >= 1e8 else f"{n / 1e6:,.2f} MB"
+
+
 def check_disk(directory: str, num_frames: int, frame_shape: Sequence[int], dtype="uint8",
                fields: Iterable[Any] = (), num_shards: int = 1,
                what: str = "the frame log") -> int:
@@ -108,8 +113,8 @@ def check_disk(directory: str, num_frames: int, frame_shape: Sequence[int], dtyp
   need = expected_bytes(num_frames, frame_shape, dtype, fields, num_shards)
   free = checkpoint.free_bytes(directory)
   if free is not None and free < need * SPACE_MARGIN:
-    raise UserError(f"{what} needs about {need / 1e9:,.2f} GB for {num_frames:,} frames in "
-                    f"{directory} but only {free / 1e9:,.2f} GB is free; subsample frames "
+    raise UserError(f"{what} needs about {format_bytes(need)} for {num_frames:,} frames in "
+                    f"{directory} but only {format_bytes(free)} is free; subsample frames "
                     "(config.experience.every) or give a --workdir on a larger disk.")
   return need
 
