@@ -6,6 +6,9 @@ Atari frame collection; read by passive PALM, coverage and GAN training. On disk
     DIR/index.json                     {"version", "frame_shape", "dtype", "fields",
                                         "shards": {"<index>": <records>}}
     DIR/shard-<index:06d>.array_record one record per frame, in write order
+    DIR/shard-<index:06d>.fields.npz   the same records' fields alone (no frames), so a
+                                       sampler can index a log of 150 GB of frames by
+                                       reading a few hundred MB (`FrameLog.read_fields`)
 
 ArrayRecord (github.com/google/array_record) is a random-access container of records
 with a footer index; Grain (github.com/google/grain) reads it through
@@ -58,6 +61,10 @@ WRITER_OPTIONS = "group_size:1,uncompressed"
 
 def shard_name(index: int) -> str:
   return f"shard-{index:06d}.array_record"
+
+
+def fields_name(index: int) -> str:
+  return f"shard-{index:06d}.fields.npz"
 
 
 def _field_specs(fields: Iterable[Any]) -> list[dict]:
@@ -236,6 +243,13 @@ class FrameLogWriter:
     require(index >= 0, f"frame log shard index {index} must be >= 0.")
     records = self._layout.encode(np.asarray(frames), fields)
     path = os.path.join(self.directory, shard_name(index))
+    # The fields first: a shard on disk always has its fields file (a fields file alone,
+    # from a write killed in between, is overwritten or truncated like a .tmp).
+    side = os.path.join(self.directory, fields_name(index))
+    with open(side + ".tmp", "wb") as f:
+      np.savez(f, **{name: np.asarray(fields[name], dt)
+                     for name, dt, _ in self._layout.parts[1:]})
+    os.replace(side + ".tmp", side)
     tmp = path + ".tmp"
     writer = array_record_module.ArrayRecordWriter(tmp, WRITER_OPTIONS)
     for r in records:
@@ -291,8 +305,8 @@ class FrameLogWriter:
       full = os.path.join(self.directory, name)
       if name.endswith(".tmp"):
         os.remove(full)
-      elif name.startswith("shard-") and name.endswith(".array_record"):
-        idx = int(name[len("shard-"):-len(".array_record")])
+      elif name.startswith("shard-") and name.endswith((".array_record", ".fields.npz")):
+        idx = int(name[len("shard-"):len("shard-") + 6])
         if idx > after_shard:
           os.remove(full)
     with self._lock:
@@ -367,7 +381,21 @@ class FrameLog(Sequence):
     return self._layout.decode_many(self._src().__getitems__(idx))
 
   def read_fields(self) -> dict:
-    """Every record's fields (no frames) as `[len, ...]` arrays: what a sampler indexes."""
+    """Every record's fields (no frames) as `[len, ...]` arrays: what a sampler indexes.
+
+    From the `*.fields.npz` beside each shard; a log without them (written by hand with
+    ArrayRecord) is read record by record."""
+    sides = [os.path.join(self.directory, fields_name(k)) for k in self.shards]
+    if all(os.path.exists(p) for p in sides):
+      parts = []
+      for p, count in zip(sides, self.shards.values()):
+        with np.load(p) as z:
+          part = {name: z[name] for name in self.fields}
+        require(all(len(v) == count for v in part.values()), f"{p} does not match its shard "
+                f"({count} records); the log is corrupt.")
+        parts.append(part)
+      if parts:
+        return {name: np.concatenate([q[name] for q in parts]) for name in self.fields}
     out = {name: [] for name in self.fields}
     step = 65536
     for start in range(0, self._len, step):
