@@ -139,14 +139,8 @@ def resolve_loop(loop: str, platform: str) -> str:
   return loop
 
 
-def make_iteration(cfg: StepConfig, env: LatentEnv, mesh: Mesh, *, control_flow: bool = True,
-                   record_every: int = 0):
+def make_iteration(cfg: StepConfig, env: LatentEnv, mesh: Mesh, *, control_flow: bool = True):
   """`iteration(state, replay, gen_vars, env_params, real_bank) -> (state, replay, metrics)`.
-
-  `record_every > 0` also returns the frames this iteration stepped from, for the
-  experience log (`palm_jax/experience_log.py`), as a 4th output: `{"frame": uint8 [n, H,
-  W, C], "action", "label", "t": [n]}` for environments 0, every, 2 * every, ... (n =
-  ceil(N / every)), exactly what the replay stores.
 
   `control_flow=True` skips the updates during warm-up with `lax.cond` and loops over
   `updates_per_step` with `lax.scan`. `control_flow=False` unrolls that loop and computes
@@ -173,8 +167,6 @@ def make_iteration(cfg: StepConfig, env: LatentEnv, mesh: Mesh, *, control_flow:
     key = jax.random.fold_in(state.key, state.iteration)
     k_act, k_env, k_upd = jax.random.split(key, 3)
     action = _act(cfg, state, k_act)
-    record = {"frame": state.obs, "action": action, "label": state.env.label,
-              "t": state.env.t}
     replay = replay_lib.insert(replay, state.obs, action, state.first, state.env.label)
     obs, env_state, first = env.step(k_env, state.env, action, gen_vars, env_params)
 
@@ -191,8 +183,6 @@ def make_iteration(cfg: StepConfig, env: LatentEnv, mesh: Mesh, *, control_flow:
     metrics["updated"] = do_update.astype(jnp.float32)
     metrics["env/episode_ends"] = first.mean()
     state = state.replace(iteration=state.iteration + 1, env=env_state, obs=obs, first=first)
-    if record_every:
-      return state, replay, metrics, jax.tree.map(lambda x: x[::record_every], record)
     return state, replay, metrics
 
   return iteration
@@ -237,12 +227,8 @@ def _average(metrics: dict) -> dict:
 
 
 def make_chunk(cfg: StepConfig, env: LatentEnv, mesh: Mesh, length: int, state_sharding: Any,
-               replay_sharding: Any, loop: str = "scan", record_every: int = 0):
+               replay_sharding: Any, loop: str = "scan"):
   """`chunk(state, replay, gen_vars, env_params, real_bank) -> (state, replay, metrics)`.
-
-  `record_every > 0` (the experience log) adds a 4th output, the chunk's frames stacked
-  over its iterations (`make_iteration`; `[length, n, ...]`, replicated so the host reads
-  them in one transfer per chunk).
 
   Runs `length` iterations; metrics are averaged over the iterations that ran updates
   (`updated` is the fraction that did). `state` and `replay` are donated.
@@ -252,39 +238,32 @@ def make_chunk(cfg: StepConfig, env: LatentEnv, mesh: Mesh, length: int, state_s
   """
   rep = sharding.replicated(mesh)
   in_shardings = (state_sharding, replay_sharding, rep, rep, rep)
-  out_shardings = (state_sharding, replay_sharding, rep) + ((rep,) if record_every else ())
-  stack = lambda xs: jax.tree.map(lambda *x: jnp.stack(x), *xs)  # noqa: E731
+  out_shardings = (state_sharding, replay_sharding, rep)
   if loop == "host":
-    step = jax.jit(make_iteration(cfg, env, mesh, control_flow=False,
-                                  record_every=record_every),
+    step = jax.jit(make_iteration(cfg, env, mesh, control_flow=False),
                    in_shardings=in_shardings, out_shardings=out_shardings,
                    donate_argnums=(0, 1))
-    average = jax.jit(lambda ms: _average(stack(ms)), out_shardings=rep)
-    stack_records = jax.jit(stack, out_shardings=rep)
+    average = jax.jit(lambda ms: _average(jax.tree.map(lambda *xs: jnp.stack(xs), *ms)),
+                      out_shardings=rep)
 
     def host_chunk(state, replay, gen_vars, env_params, real_bank):
-      per_iteration, records = [], []
+      per_iteration = []
       for _ in range(length):
-        state, replay, metrics, *record = step(state, replay, gen_vars, env_params, real_bank)
+        state, replay, metrics = step(state, replay, gen_vars, env_params, real_bank)
         per_iteration.append(metrics)
-        records += record
-      if record_every:
-        return state, replay, average(per_iteration), stack_records(records)
       return state, replay, average(per_iteration)
     host_chunk.step = step    # the jitted iteration (benchmarks compile it ahead of time)
     return host_chunk
 
-  iteration = make_iteration(cfg, env, mesh, record_every=record_every)
+  iteration = make_iteration(cfg, env, mesh)
 
   def chunk(state, replay, gen_vars, env_params, real_bank):
     def body(carry, _):
       state, replay = carry
-      state, replay, metrics, *record = iteration(state, replay, gen_vars, env_params,
-                                                  real_bank)
-      return (state, replay), (metrics, record)
-    (state, replay), (metrics, record) = jax.lax.scan(body, (state, replay), None,
-                                                      length=length)
-    return (state, replay, _average(metrics), *record)
+      state, replay, metrics = iteration(state, replay, gen_vars, env_params, real_bank)
+      return (state, replay), metrics
+    (state, replay), metrics = jax.lax.scan(body, (state, replay), None, length=length)
+    return state, replay, _average(metrics)
 
   return jax.jit(chunk, in_shardings=in_shardings, out_shardings=out_shardings,
                  donate_argnums=(0, 1))

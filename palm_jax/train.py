@@ -280,7 +280,7 @@ def _meta(config, ss_cfg, env_steps) -> dict:
                 0) * budget.updates_per_step(config)
   # `lr_schedule`/`simsiam_total_updates` say what a snapshot is: under "cosine" a point of
   # one schedule of that many updates, under "constant" the same as a shorter run.
-  return {"job": "palm", "config": config.to_dict(), "env_steps": int(env_steps),
+  return {"job": config.get("job", "palm"), "config": config.to_dict(), "env_steps": int(env_steps),
           "iteration": iteration, "encoder": _encoder_meta(ss_cfg),
           "simsiam_updates": updates, "simsiam_total_updates": ss_cfg.total_steps,
           "lr_schedule": ss_cfg.schedule}
@@ -313,7 +313,7 @@ def train(config, workdir: str) -> TrainResult:
                                    plan.total_iterations * plan.env_steps_per_iteration)
   budget.log_budget(config, plan.total_iterations, plan.warmup_iterations)
   eval_data = preflight.eval_datasets(config)  # every dataset resolved before compiling
-  if offline.is_offline(config):
+  if offline.is_offline(config) or config.job == "passive":
     return _train_offline(config, workdir, plan, mesh, eval_data)
   gen = load_env_generator(config, workdir)
   env, step_cfg, init_fn, shardings, ss_cfg = build(config, mesh, gen, plan)
@@ -331,6 +331,11 @@ def train(config, workdir: str) -> TrainResult:
   # Restore into shapes alone, so a resume never holds a fresh state and replay beside the
   # restored ones (the replay is gigabytes).
   abstract_state, abstract_replay = jax.eval_shape(init_fn, root_key, gen_vars, env_params)
+  exp_log = (experience_log.ExperienceLog(  # size printed, disk checked: nothing compiled yet
+      config, workdir, frame_shape=(env.obs_shape if config.env.get("frame_stack", 0) else
+                                    (gen.img_resolution, gen.img_resolution, 3)),
+      action_dim=env.action_dim, total_iterations=plan.total_iterations, chunk=plan.chunk)
+      if experience_log.enabled(config) else None)
   ckpt_lib.check_free_space(ckpt.directory, ckpt_lib.tree_bytes(
       abstract_state, abstract_replay if save_replay else None), "a checkpoint of this run")
   restored = ckpt.restore(abstract_state,
@@ -350,13 +355,9 @@ def train(config, workdir: str) -> TrainResult:
   total_steps = plan.total_iterations * plan.env_steps_per_iteration
   progress = metrics_lib.Progress(total_steps, start=env_steps, unit="env steps")
   loop = palm_step.resolve_loop(config.loop, jax.devices()[0].platform)
-  exp_log = (experience_log.ExperienceLog(
-      config, workdir, frame_shape=(env.obs_shape if config.env.get("frame_stack", 0) else
-                                    (gen.img_resolution, gen.img_resolution, 3)),
-      action_dim=env.action_dim, total_iterations=plan.total_iterations, chunk=plan.chunk,
-      start_iteration=iteration) if experience_log.enabled(config) else None)
-  chunk_fn = palm_step.make_chunk(step_cfg, env, mesh, plan.chunk, *shardings, loop=loop,
-                                  record_every=experience_log.every(config) if exp_log else 0)
+  if exp_log is not None:
+    exp_log.resume(iteration)  # drop what was logged after the checkpoint
+  chunk_fn = palm_step.make_chunk(step_cfg, env, mesh, plan.chunk, *shardings, loop=loop)
   rollout_fn = palm_step.make_rollout(env, config.log.rollout_rows,
                                       config.env.episode_length, config.agent.action_source)
   if config.env.get("frame_stack", 0):  # pictures show each stack's newest frame
@@ -372,10 +373,9 @@ def train(config, workdir: str) -> TrainResult:
     logging.info("Compiling the training chunk (%d iterations)...", plan.chunk)
   while iteration < plan.total_iterations:
     start = time.time()
-    state, replay, chunk_metrics, *record = chunk_fn(state, replay, gen_vars, env_params,
-                                                     real_bank)
+    state, replay, chunk_metrics = chunk_fn(state, replay, gen_vars, env_params, real_bank)
     if exp_log is not None:  # the chunk's frames leave the device; written in the background
-      exp_log.write_chunk(iteration, record[0])
+      exp_log.write_chunk(iteration, replay, state.env.t)
     iteration += plan.chunk
     chunks_done += 1
     env_steps = iteration * plan.env_steps_per_iteration
@@ -445,11 +445,14 @@ def _explore_fn(config, env, mesh):
 
 
 def _train_offline(config, workdir, plan, mesh, eval_data) -> TrainResult:
-  """SimSiam on real images only (pairs real / real_aug): see representation/offline.py."""
+  """SimSiam on real images only (pairs real / real_aug: representation/offline.py) or on a
+  run's experience log (job passive: representation/passive.py)."""
   ss_cfg = _simsiam_config(config, plan.total_updates)
   final_eval = lambda ss_state, steps: _final_linear_eval(  # noqa: E731
       config, workdir, ss_state, ss_cfg, steps, mesh, eval_data)
-  ss_state, metrics = offline.train_offline(
+  from palm_jax.representation import passive  # pylint: disable=g-import-not-at-top
+  loop = passive.train_passive if config.job == "passive" else offline.train_offline
+  ss_state, metrics = loop(
       config, workdir, plan, ss_cfg, meta_fn=lambda steps: _meta(config, ss_cfg, steps),
       final_eval=final_eval)
   return TrainResult(state=ss_state, metrics=metrics)

@@ -30,7 +30,8 @@ def test_round_trip_in_shard_order_with_background_writes(tmp_path):
   for i in (2, 0, 1):  # any submission order; reading follows shard order
     _write(w, i, chunks[i])
   w.close()
-  assert sorted(os.listdir(tmp_path)) == ["index.json"] + [fl.shard_name(i) for i in range(3)]
+  assert sorted(os.listdir(tmp_path)) == ["index.json"] + sorted(
+      [fl.shard_name(i) for i in range(3)] + [fl.fields_name(i) for i in range(3)])
   log = fl.FrameLog(str(tmp_path))
   assert len(log) == 13 and log.shards == {0: 7, 1: 1, 2: 5}
   assert log.fields == ["env", "episode", "t", "label", "action"]
@@ -47,7 +48,14 @@ def test_round_trip_in_shard_order_with_background_writes(tmp_path):
   np.testing.assert_array_equal(batch["frame"], want["frames"][[12, 0, 7]])
   np.testing.assert_array_equal(batch["action"], want["action"][[12, 0, 7]])
   assert batch["label"].dtype == np.int32 and batch["env"].dtype == np.int64
-  np.testing.assert_array_equal(log.read_fields()["episode"], want["episode"])
+  side = log.read_fields()  # from the *.fields.npz beside the shards
+  for i in range(3):
+    os.remove(tmp_path / fl.fields_name(i))
+  for k, v in fl.FrameLog(str(tmp_path)).read_fields().items():  # from the records
+    np.testing.assert_array_equal(side[k], v)
+    assert side[k].dtype == v.dtype
+  np.testing.assert_array_equal(side["episode"], want["episode"])
+  np.testing.assert_array_equal(side["action"], want["action"])
 
 
 def test_grain_reads_the_log(tmp_path):
@@ -71,7 +79,8 @@ def test_truncate_drops_later_shards_and_unfinished_writes(tmp_path):
   # A resumed run reopens the directory (same layout) and truncates to its checkpoint.
   w2 = fl.FrameLogWriter(str(tmp_path), frame_shape=(4, 5, 3), fields=FIELDS)
   assert w2.truncate(after_shard=1) == 6
-  assert sorted(os.listdir(tmp_path)) == ["index.json", fl.shard_name(0), fl.shard_name(1)]
+  assert sorted(os.listdir(tmp_path)) == ["index.json", fl.shard_name(0), fl.fields_name(0),
+                                         fl.shard_name(1), fl.fields_name(1)]
   assert json.loads((tmp_path / "index.json").read_text())["shards"] == {"0": 3, "1": 3}
   c = _chunk(rng, 2)
   _write(w2, 2, c)
@@ -117,5 +126,7 @@ def test_expected_bytes_and_disk_check(tmp_path):
   size = os.path.getsize(tmp_path / fl.shard_name(0))
   assert size <= fl.expected_bytes(50, (4, 5, 3), fields=FIELDS)
   assert fl.check_disk(str(tmp_path), 10, (4, 5, 3)) > 0
-  with pytest.raises(UserError, match=r"subsample frames \(config.experience.every\)"):
+  with pytest.raises(UserError, match=r"needs about [0-9,.]+ GB for 1,000,000,000,000,000 "
+                     r"frames .* subsample frames \(config.experience.every\)"):
     fl.check_disk(str(tmp_path), 10**15, (32, 32, 3))
+  assert fl.format_bytes(2.5e9) == "2.50 GB" and fl.format_bytes(1.5e6) == "1.50 MB"

@@ -6,6 +6,9 @@ Atari frame collection; read by passive PALM, coverage and GAN training. On disk
     DIR/index.json                     {"version", "frame_shape", "dtype", "fields",
                                         "shards": {"<index>": <records>}}
     DIR/shard-<index:06d>.array_record one record per frame, in write order
+    DIR/shard-<index:06d>.fields.npz   the same records' fields alone (no frames), so a
+                                       sampler can index a log of 150 GB of frames by
+                                       reading a few hundred MB (`FrameLog.read_fields`)
 
 ArrayRecord (github.com/google/array_record) is a random-access container of records
 with a footer index; Grain (github.com/google/grain) reads it through
@@ -60,6 +63,10 @@ def shard_name(index: int) -> str:
   return f"shard-{index:06d}.array_record"
 
 
+def fields_name(index: int) -> str:
+  return f"shard-{index:06d}.fields.npz"
+
+
 def _field_specs(fields: Iterable[Any]) -> list[dict]:
   """`("t", ("action", "float32", (6,)))` → `[{"name","dtype","shape"}, ...]`."""
   specs = []
@@ -97,6 +104,11 @@ def expected_bytes(num_frames: int, frame_shape: Sequence[int], dtype="uint8",
           + int(num_shards) * SHARD_OVERHEAD_BYTES)
 
 
+def format_bytes(n: float) -> str:
+  """`1.23 GB` / `4.56 MB` (decimal units, as disks are sold)."""
+  return f"{n / 1e9:,.2f} GB" if n >= 1e8 else f"{n / 1e6:,.2f} MB"
+
+
 def check_disk(directory: str, num_frames: int, frame_shape: Sequence[int], dtype="uint8",
                fields: Iterable[Any] = (), num_shards: int = 1,
                what: str = "the frame log") -> int:
@@ -108,8 +120,8 @@ def check_disk(directory: str, num_frames: int, frame_shape: Sequence[int], dtyp
   need = expected_bytes(num_frames, frame_shape, dtype, fields, num_shards)
   free = checkpoint.free_bytes(directory)
   if free is not None and free < need * SPACE_MARGIN:
-    raise UserError(f"{what} needs about {need / 1e9:,.2f} GB for {num_frames:,} frames in "
-                    f"{directory} but only {free / 1e9:,.2f} GB is free; subsample frames "
+    raise UserError(f"{what} needs about {format_bytes(need)} for {num_frames:,} frames in "
+                    f"{directory} but only {format_bytes(free)} is free; subsample frames "
                     "(config.experience.every) or give a --workdir on a larger disk.")
   return need
 
@@ -231,6 +243,13 @@ class FrameLogWriter:
     require(index >= 0, f"frame log shard index {index} must be >= 0.")
     records = self._layout.encode(np.asarray(frames), fields)
     path = os.path.join(self.directory, shard_name(index))
+    # The fields first: a shard on disk always has its fields file (a fields file alone,
+    # from a write killed in between, is overwritten or truncated like a .tmp).
+    side = os.path.join(self.directory, fields_name(index))
+    with open(side + ".tmp", "wb") as f:
+      np.savez(f, **{name: np.asarray(fields[name], dt)
+                     for name, dt, _ in self._layout.parts[1:]})
+    os.replace(side + ".tmp", side)
     tmp = path + ".tmp"
     writer = array_record_module.ArrayRecordWriter(tmp, WRITER_OPTIONS)
     for r in records:
@@ -286,8 +305,8 @@ class FrameLogWriter:
       full = os.path.join(self.directory, name)
       if name.endswith(".tmp"):
         os.remove(full)
-      elif name.startswith("shard-") and name.endswith(".array_record"):
-        idx = int(name[len("shard-"):-len(".array_record")])
+      elif name.startswith("shard-") and name.endswith((".array_record", ".fields.npz")):
+        idx = int(name[len("shard-"):len("shard-") + 6])
         if idx > after_shard:
           os.remove(full)
     with self._lock:
@@ -362,7 +381,21 @@ class FrameLog(Sequence):
     return self._layout.decode_many(self._src().__getitems__(idx))
 
   def read_fields(self) -> dict:
-    """Every record's fields (no frames) as `[len, ...]` arrays: what a sampler indexes."""
+    """Every record's fields (no frames) as `[len, ...]` arrays: what a sampler indexes.
+
+    From the `*.fields.npz` beside each shard; a log without them (written by hand with
+    ArrayRecord) is read record by record."""
+    sides = [os.path.join(self.directory, fields_name(k)) for k in self.shards]
+    if all(os.path.exists(p) for p in sides):
+      parts = []
+      for p, count in zip(sides, self.shards.values()):
+        with np.load(p) as z:
+          part = {name: z[name] for name in self.fields}
+        require(all(len(v) == count for v in part.values()), f"{p} does not match its shard "
+                f"({count} records); the log is corrupt.")
+        parts.append(part)
+      if parts:
+        return {name: np.concatenate([q[name] for q in parts]) for name in self.fields}
     out = {name: [] for name in self.fields}
     step = 65536
     for start in range(0, self._len, step):
