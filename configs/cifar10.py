@@ -120,6 +120,20 @@ def get_config():
   # vs uniform actions on this many fresh episodes, action share, replay classes/spread.
   c.log.explore_envs = 64         # 0 = off
 
+  # The experience log (palm_jax/experience_log.py): every frame played, with its env,
+  # episode, t, class and action, in WORKDIR/experience/ (ArrayRecord shards, one per
+  # chunk; read by passive PALM and coverage). 50M CIFAR frames ≈ 218 GB with actions; the
+  # size is printed at start and a disk that cannot hold it is refused.
+  c.experience = ml_collections.ConfigDict()
+  c.experience.log = False        # record the experience
+  c.experience.every = 1          # log environments 0, k, 2k, ... (whole episodes of 1/k)
+  # Passive PALM (config.job = "passive", palm_jax/representation/passive.py): this config's
+  # encoder and update budget trained on the temporal pairs of a run's experience log.
+  c.passive = ml_collections.ConfigDict()
+  c.passive.log = ""              # that run's workdir (or its experience/ directory)
+  c.passive.order = "ordered"     # "ordered" (online order, sliding window) | "random"
+  c.passive.window = 0            # ordered: iterations in the window (0: the replay's slots)
+
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_chunks = 50  # save every this many chunks (and at the end)
   c.checkpoint.keep = 2           # checkpoints kept on disk

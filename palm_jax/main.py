@@ -4,6 +4,7 @@ Any config field can be overridden on the command line, e.g.
 `--config.env.num_envs=1024 --config.seed=3`. `config.job` picks the job:
 
   palm         PALM pretraining (latent environments + SimSiam + SAC + APT reward)
+  passive      the palm job's encoder trained on a palm run's experience log (no play)
   gan          train a StyleGAN2 generator on a dataset
   linear_eval  linear probe of a run's encoder
   ood_eval     out-of-distribution detection with a run's encoder
@@ -37,6 +38,7 @@ from palm_jax.errors import UserError
 
 JOBS = {
     "palm": "palm_jax.train",
+    "passive": "palm_jax.train",  # SimSiam on a palm run's experience log (train.py)
     "gan": "palm_jax.gan.train",
     "linear_eval": "palm_jax.evaluation.linear_eval",
     "ood_eval": "palm_jax.evaluation.ood_eval",

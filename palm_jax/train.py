@@ -32,7 +32,7 @@ from absl import logging
 
 from palm_jax import budget
 from palm_jax import checkpoint as ckpt_lib
-from palm_jax import exploration
+from palm_jax import experience_log, exploration
 from palm_jax import images, metrics as metrics_lib, palm_step, preemption, preflight
 from palm_jax import replay as replay_lib, sharding
 from palm_jax.agents import sac
@@ -106,6 +106,7 @@ def validate(config, mesh) -> None:
           f"config.env.render_chunk={chunk} must be 0 (off) or divide env.num_envs="
           f"{env.num_envs} and be a multiple of the {mesh.size} devices.")
   preflight.check_batch_fits(config)
+  experience_log.validate(config)
 
 
 def load_env_generator(config, workdir: str):
@@ -255,7 +256,7 @@ def _meta(config, ss_cfg, env_steps) -> dict:
                 0) * budget.updates_per_step(config)
   # `lr_schedule`/`simsiam_total_updates` say what a snapshot is: under "cosine" a point of
   # one schedule of that many updates, under "constant" the same as a shorter run.
-  return {"job": "palm", "config": config.to_dict(), "env_steps": int(env_steps),
+  return {"job": config.get("job", "palm"), "config": config.to_dict(), "env_steps": int(env_steps),
           "iteration": iteration, "encoder": _encoder_meta(ss_cfg),
           "simsiam_updates": updates, "simsiam_total_updates": ss_cfg.total_steps,
           "lr_schedule": ss_cfg.schedule}
@@ -288,7 +289,7 @@ def train(config, workdir: str) -> TrainResult:
                                    plan.total_iterations * plan.env_steps_per_iteration)
   budget.log_budget(config, plan.total_iterations, plan.warmup_iterations)
   eval_data = preflight.eval_datasets(config)  # every dataset resolved before compiling
-  if offline.is_offline(config):
+  if offline.is_offline(config) or config.job == "passive":
     return _train_offline(config, workdir, plan, mesh, eval_data)
   gen = load_env_generator(config, workdir)
   env, step_cfg, init_fn, shardings, ss_cfg = build(config, mesh, gen, plan)
@@ -306,6 +307,10 @@ def train(config, workdir: str) -> TrainResult:
   # Restore into shapes alone, so a resume never holds a fresh state and replay beside the
   # restored ones (the replay is gigabytes).
   abstract_state, abstract_replay = jax.eval_shape(init_fn, root_key, gen_vars, env_params)
+  exp_log = (experience_log.ExperienceLog(  # size printed, disk checked: nothing compiled yet
+      config, workdir, frame_shape=(gen.img_resolution, gen.img_resolution, 3),
+      action_dim=env.action_dim, total_iterations=plan.total_iterations, chunk=plan.chunk)
+      if experience_log.enabled(config) else None)
   ckpt_lib.check_free_space(ckpt.directory, ckpt_lib.tree_bytes(
       abstract_state, abstract_replay if save_replay else None), "a checkpoint of this run")
   restored = ckpt.restore(abstract_state,
@@ -325,6 +330,8 @@ def train(config, workdir: str) -> TrainResult:
   total_steps = plan.total_iterations * plan.env_steps_per_iteration
   progress = metrics_lib.Progress(total_steps, start=env_steps, unit="env steps")
   loop = palm_step.resolve_loop(config.loop, jax.devices()[0].platform)
+  if exp_log is not None:
+    exp_log.resume(iteration)  # drop what was logged after the checkpoint
   chunk_fn = palm_step.make_chunk(step_cfg, env, mesh, plan.chunk, *shardings, loop=loop)
   rollout_fn = palm_step.make_rollout(env, config.log.rollout_rows,
                                       config.env.episode_length, config.agent.action_source)
@@ -340,6 +347,8 @@ def train(config, workdir: str) -> TrainResult:
   while iteration < plan.total_iterations:
     start = time.time()
     state, replay, chunk_metrics = chunk_fn(state, replay, gen_vars, env_params, real_bank)
+    if exp_log is not None:  # the chunk's frames leave the device; written in the background
+      exp_log.write_chunk(iteration, replay, state.env.t)
     iteration += plan.chunk
     chunks_done += 1
     env_steps = iteration * plan.env_steps_per_iteration
@@ -365,6 +374,8 @@ def train(config, workdir: str) -> TrainResult:
       _write_rollouts(workdir, writer, rollout_fn, state, gen_vars, env_params, env_steps)
     stop = preemption.requested()
     if chunks_done % config.checkpoint.every_chunks == 0 or last or stop:
+      if exp_log is not None:
+        exp_log.before_checkpoint()  # the log never lags the checkpoint a rerun resumes from
       _save(ckpt, env_steps, state, replay, config, ss_cfg, save_replay)
       writer.flush()  # TensorBoard never lags the checkpoint a rerun resumes from
     if snaps is not None and ckpt_lib.snapshot_due(
@@ -372,12 +383,16 @@ def train(config, workdir: str) -> TrainResult:
       ckpt_lib.save_snapshot(snaps, env_steps, simsiam.encoder_variables(state.simsiam),
                              _meta(config, ss_cfg, env_steps))
     if stop and not last:
+      if exp_log is not None:
+        exp_log.close()
       ckpt.close()
       if snaps is not None:
         snaps.close()
       writer.close()
       raise preemption.stopped(f"{chunks_done} chunks", f"env step {env_steps:,} in "
                                f"{ckpt.directory}")
+  if exp_log is not None:
+    exp_log.close()
   ckpt.close()
   if snaps is not None:
     snaps.close()
@@ -403,11 +418,14 @@ def _explore_fn(config, env, mesh):
 
 
 def _train_offline(config, workdir, plan, mesh, eval_data) -> TrainResult:
-  """SimSiam on real images only (pairs real / real_aug): see representation/offline.py."""
+  """SimSiam on real images only (pairs real / real_aug: representation/offline.py) or on a
+  run's experience log (job passive: representation/passive.py)."""
   ss_cfg = _simsiam_config(config, plan.total_updates)
   final_eval = lambda ss_state, steps: _final_linear_eval(  # noqa: E731
       config, workdir, ss_state, ss_cfg, steps, mesh, eval_data)
-  ss_state, metrics = offline.train_offline(
+  from palm_jax.representation import passive  # pylint: disable=g-import-not-at-top
+  loop = passive.train_passive if config.job == "passive" else offline.train_offline
+  ss_state, metrics = loop(
       config, workdir, plan, ss_cfg, meta_fn=lambda steps: _meta(config, ss_cfg, steps),
       final_eval=final_eval)
   return TrainResult(state=ss_state, metrics=metrics)

@@ -119,10 +119,31 @@ def train_offline(config, workdir: str, plan, ss_cfg, *, meta_fn, final_eval):
   mesh = sharding.make_mesh()
   sharding.check_divisible("batch_size", config.batch_size, mesh)
   bank = load_bank(config, mesh)
-  res = bank.images.shape[1]
+  update = make_update(config.simsiam.pairs, config.batch_size, mesh,
+                       sharding.replicated(mesh))
+  logging.info("Offline SimSiam (pairs=%s): %d images, %d updates of %d.",
+               config.simsiam.pairs, bank.images.shape[0], plan.total_updates,
+               config.batch_size)
+  return run_updates(config, workdir, plan, ss_cfg, frame_shape=bank.images.shape[1:],
+                     update=lambda ss_state, it, u, key: update(ss_state, bank, key),
+                     meta_fn=meta_fn, final_eval=final_eval)
+
+
+def run_updates(config, workdir: str, plan, ss_cfg, *, frame_shape, update, meta_fn,
+                final_eval):
+  """The SimSiam-only host loop shared by offline and passive PALM (no env, SAC, replay).
+
+  `update(ss_state, iteration, u, key) -> (ss_state, metrics)` is update `u` of PALM
+  iteration `iteration` (`key = fold_in(fold_in(root, iteration), u)`): updates are
+  numbered like the PALM loop's, so a resume recomputes the same ones. Iterations below
+  `plan.warmup_iterations` do no updates in PALM (its warm-up); here they are skipped
+  outright (nothing to wait for without play). Chunks end where the PALM loop's do; the
+  checkpoint/snapshot layout is the PALM loop's; returns `(ss_state, last host metrics)`.
+  """
+  mesh = sharding.make_mesh()
   root = jax.random.PRNGKey(config.seed)
   rep = sharding.replicated(mesh)
-  init = jax.jit(lambda k: simsiam.init_simsiam(k, ss_cfg, (res, res, 3),
+  init = jax.jit(lambda k: simsiam.init_simsiam(k, ss_cfg, tuple(frame_shape),
                                                 total_steps=ss_cfg.total_steps),
                  out_shardings=rep)
   # The same key split as the PALM loop's init, so both start from the same encoder.
@@ -130,20 +151,16 @@ def train_offline(config, workdir: str, plan, ss_cfg, *, meta_fn, final_eval):
   ckpt, snaps = ckpt_lib.checkpointers(workdir, config)
   restored = ckpt.restore(jax.eval_shape(init, k_ss))
   if restored is None:
-    ss_state, iteration = init(k_ss), plan.warmup_iterations
+    ss_state, iteration = init(k_ss), 0
   else:
     env_steps, ss_state, _, _ = restored
     iteration = env_steps // plan.env_steps_per_iteration
-    logging.info("Resumed offline SimSiam at env step %s.", f"{env_steps:,}")
+    logging.info("Resumed SimSiam at env step %s.", f"{env_steps:,}")
   iteration = max(iteration, plan.warmup_iterations)  # no play, so no warm-up to wait for
-  update = make_update(config.simsiam.pairs, config.batch_size, mesh, rep)
   average = jax.jit(lambda ms: jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *ms))
   writer = metrics_lib.MetricWriter(workdir)
   writer.truncate_after(iteration * plan.env_steps_per_iteration)
   upd = plan.updates_per_step
-  logging.info("Offline SimSiam (pairs=%s): %d images, %d updates of %d.",
-               config.simsiam.pairs, bank.images.shape[0], plan.total_updates,
-               config.batch_size)
   host, chunks_done = {}, 0
   while iteration < plan.total_iterations:
     start, per_update = time.time(), []
@@ -154,7 +171,7 @@ def train_offline(config, workdir: str, plan, ss_cfg, *, meta_fn, final_eval):
     for it in range(iteration, stop):
       for u in range(upd):
         key = jax.random.fold_in(jax.random.fold_in(root, it), u)
-        ss_state, m = update(ss_state, bank, key)
+        ss_state, m = update(ss_state, it, u, key)
         per_update.append(m)
     iteration, chunks_done = stop, chunks_done + 1
     env_steps = iteration * plan.env_steps_per_iteration
@@ -162,8 +179,7 @@ def train_offline(config, workdir: str, plan, ss_cfg, *, meta_fn, final_eval):
     host["perf/chunk_seconds"] = time.time() - start
     host["perf/updates_per_s"] = len(per_update) / host["perf/chunk_seconds"]
     require(all(np.isfinite(v) for v in host.values()),
-            f"offline SimSiam diverged at env step {env_steps:,} ({host}); lower "
-            "simsiam.base_lr.")
+            f"SimSiam diverged at env step {env_steps:,} ({host}); lower simsiam.base_lr.")
     writer.write_scalars(env_steps, host)
     encoder = simsiam.encoder_variables(ss_state)
     if chunks_done % config.checkpoint.every_chunks == 0 or iteration >= plan.total_iterations:
