@@ -2,6 +2,7 @@
 read, survives a SIGKILL, and a resumed run ends exactly where an uninterrupted one does."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from palm_jax import checkpoint, main, train
+from palm_jax.data import frame_log
 from palm_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,13 +42,53 @@ def _final_encoder(workdir):
 def full_run(tmp_path_factory):
   """`_config()` run uninterrupted, in process: the reference the resumed runs must equal."""
   workdir, total = tmp_path_factory.mktemp("full"), 64 * 32   # 4 chunks
-  return workdir, train.train(_config(total_env_steps=total), str(workdir)).metrics, total
+  config = _config(total_env_steps=total, **{"experience.log": True})
+  return workdir, train.train(config, str(workdir)).metrics, total
+
+
+def _read_log(workdir):
+  log = frame_log.FrameLog(os.path.join(str(workdir), "experience"))
+  return log, log.read(range(len(log)))
+
+
+def test_experience_log_holds_every_env_step_once_in_online_order(full_run):
+  """The uninterrupted run's experience log (palm_jax/experience_log.py)."""
+  config = _config()
+  ref_log, ref = _read_log(full_run[0])
+  n, length = config.env.num_envs, config.env.episode_length
+  iterations = full_run[2] // n
+  assert len(ref_log) == iterations * n and list(ref_log.shards) == [0, 1, 2, 3]
+  # Online order: iteration-major, then environment, every (iteration, env) once.
+  np.testing.assert_array_equal(ref["iteration"], np.repeat(np.arange(iterations), n))
+  np.testing.assert_array_equal(ref["env"], np.tile(np.arange(n), iterations))
+  # Episodes: t counts 0..L-1 one step at a time, the episode counter and class change
+  # exactly when t wraps to 0, and every (env, episode, t) appears once.
+  t = ref["t"].reshape(iterations, n)
+  episode, label = ref["episode"].reshape(iterations, n), ref["label"].reshape(iterations, n)
+  np.testing.assert_array_equal(t[1:], (t[:-1] + 1) % length)
+  np.testing.assert_array_equal(episode[1:] - episode[:-1], (t[1:] == 0).astype(int))
+  assert (label[1:] == label[:-1])[t[1:] != 0].all()
+  assert episode[0].min() == 0 and (t[0] > 0).any()  # staggered starts
+  keys = set(zip(ref["env"].tolist(), ref["episode"].tolist(), ref["t"].tolist()))
+  assert len(keys) == len(ref_log)
+  assert ref["frame"].shape[1:] == (16, 16, 3) and ref["frame"].std() > 0
+  # Actions as the agent took them (uniform in [-1, 1] during warm-up), stored as float16.
+  assert np.abs(ref["action"]).max() <= 1 and ref["action"].dtype == np.float16
+
+
+def _assert_same_log(workdir, reference):
+  ref_log, ref = _read_log(reference)
+  log, got = _read_log(workdir)
+  assert len(log) == len(ref_log) and log.shards == ref_log.shards
+  assert not [p for p in os.listdir(workdir / "experience") if p.endswith(".tmp")]
+  for k in ("iteration", "env", "episode", "t", "label", "action", "frame"):
+    np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
 
 
 @pytest.mark.slow
 def test_interrupted_run_resumes_to_identical_result(tmp_path, monkeypatch, full_run):
   full_dir, full, total = full_run
-  config = _config(total_env_steps=total)
+  config = _config(total_env_steps=total, **{"experience.log": True})
   assert full["updated"] == 1.0 and np.isfinite(full["simsiam/loss"])
 
   # Crash right after the checkpoint of the second chunk was written.
@@ -98,13 +140,13 @@ def test_cli_sigterm_then_sigkill_resume_exactly_then_get_past_a_corrupt_checkpo
     tmp_path, full_run, caplog):
   """At the command line: SIGTERM → the chunk finishes, a checkpoint is saved, exit 3 with
   one resume line. The rerun is killed with SIGKILL mid-run (after it logged a step past
-  the checkpoint); the third run drops those lines, resumes and equals the uninterrupted
-  run. Then (in process, same config) the newest checkpoint is corrupted: the rerun moves
+  the checkpoint); the third run drops those metric lines and experience-log shards,
+  resumes and equals the uninterrupted run, its experience log included. Then (in process, same config) the newest checkpoint is corrupted: the rerun moves
   it to checkpoints/broken/, redoes the work and finishes (it died with Orbax's
   StepAlreadyExistsError before); a further rerun says the run is complete."""
   workdir, total = tmp_path / "run", full_run[2]
   overrides = {"eval.train": "", "total_env_steps": total, "log.rollout_every_chunks": 2,
-               "checkpoint.every_chunks": 3}
+               "checkpoint.every_chunks": 3, "experience.log": True}
   cmd = [sys.executable, "-m", "palm_jax.main", f"--config={ROOT}/configs/smoke.py",
          f"--workdir={workdir}"] + [f"--config.{k}={v}" for k, v in overrides.items()]
   popen = lambda: subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
@@ -137,6 +179,9 @@ def test_cli_sigterm_then_sigkill_resume_exactly_then_get_past_a_corrupt_checkpo
   jax.tree.map(np.testing.assert_array_equal, a, b)
   assert _metric_steps(metrics) == list(range(512, total + 1, 512))  # each step once
   assert os.path.exists(workdir / "rollouts")
+  assert re.search(r"Experience log: kept (512|1,024|1,536) frames up to iteration "
+                   r"(8|16|24)", done.stderr), done.stderr[-2000:]
+  _assert_same_log(workdir, full_run[0])     # every env step once, the same frames
 
   config = _config(**overrides)              # the command line's config, in process
   _truncate_state(str(workdir / "checkpoints" / str(total)))
@@ -146,6 +191,7 @@ def test_cli_sigterm_then_sigkill_resume_exactly_then_get_past_a_corrupt_checkpo
       "moved it to" in caplog.text and f"Run finished at {total:,} env steps" in caplog.text
   assert os.listdir(workdir / "checkpoints" / "broken") == [str(total)]  # kept, not deleted
   jax.tree.map(np.testing.assert_array_equal, a, _final_encoder(str(workdir))[0])
+  _assert_same_log(workdir, full_run[0])     # the redone chunks' shards were rewritten
   caplog.clear()
   with caplog.at_level("INFO"):
     main.run_job(config, str(workdir))
