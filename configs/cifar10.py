@@ -122,7 +122,7 @@ def get_config():
 
   # The experience log (palm_jax/experience_log.py): every frame played, with its env,
   # episode, t, class and action, in WORKDIR/experience/ (ArrayRecord shards, one per
-  # chunk; read by passive PALM and coverage). 50M CIFAR frames ≈ 215 GB with actions; the
+  # chunk; read by passive PALM and coverage). 50M CIFAR frames ≈ 218 GB with actions; the
   # size is printed at start and a disk that cannot hold it is refused.
   c.experience = ml_collections.ConfigDict()
   c.experience.log = False        # record the experience

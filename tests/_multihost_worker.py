@@ -22,13 +22,16 @@ def main():
   import jax  # pylint: disable=g-import-not-at-top
   if n > 1:
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(f"localhost:{port}", num_processes=n, process_id=pid)
+    # A loaded 2-core CI machine can keep one process minutes behind the other at exit
+    # (compilation is per process); the default 300 s shutdown barrier then kills both.
+    jax.distributed.initialize(f"localhost:{port}", num_processes=n, process_id=pid,
+                               shutdown_timeout_seconds=1200)
   import numpy as np  # pylint: disable=g-import-not-at-top
   from palm_jax import train  # pylint: disable=g-import-not-at-top
   config = runpy.run_path(os.path.join(ROOT, "configs", "smoke.py"))["get_config"]()
   config.eval.train = ""
-  config.total_env_steps = 64 * 16
-  config.log.chunk_iterations = 8
+  config.total_env_steps = 64 * 8          # 2 chunks: 4 warm-up iterations, then 4 updates
+  config.log.chunk_iterations = 4
   config.checkpoint.every_chunks = 1
   config.log.rollout_every_chunks = 2
   if crash_after:

@@ -43,7 +43,7 @@ def test_two_processes_match_each_other_and_one_process(tmp_path):
   assert not (two / "params_process0.npz").exists()
   codes, outs = _launch(two, 2, 4)
   assert codes == [0, 0], outs[0][-3000:] + outs[1][-3000:]
-  assert "Resumed from the checkpoint at env step 512" in outs[0]
+  assert "Resumed from the checkpoint at env step 256" in outs[0]
   codes, outs = _launch(one, 1, 8)
   assert codes == [0], outs[0][-3000:]
 

@@ -2,6 +2,7 @@
 read, survives a SIGKILL, and a resumed run ends exactly where an uninterrupted one does."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax import checkpoint, train
+from palm_jax import checkpoint, main, train
+from palm_jax.data import frame_log
 from palm_jax.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,14 +41,54 @@ def _final_encoder(workdir):
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory):
   """`_config()` run uninterrupted, in process: the reference the resumed runs must equal."""
-  workdir = tmp_path_factory.mktemp("full")
-  return workdir, train.train(_config(), str(workdir)).metrics
+  workdir, total = tmp_path_factory.mktemp("full"), 64 * 32   # 4 chunks
+  config = _config(total_env_steps=total, **{"experience.log": True})
+  return workdir, train.train(config, str(workdir)).metrics, total
+
+
+def _read_log(workdir):
+  log = frame_log.FrameLog(os.path.join(str(workdir), "experience"))
+  return log, log.read(range(len(log)))
+
+
+def test_experience_log_holds_every_env_step_once_in_online_order(full_run):
+  """The uninterrupted run's experience log (palm_jax/experience_log.py)."""
+  config = _config()
+  ref_log, ref = _read_log(full_run[0])
+  n, length = config.env.num_envs, config.env.episode_length
+  iterations = full_run[2] // n
+  assert len(ref_log) == iterations * n and list(ref_log.shards) == [0, 1, 2, 3]
+  # Online order: iteration-major, then environment, every (iteration, env) once.
+  np.testing.assert_array_equal(ref["iteration"], np.repeat(np.arange(iterations), n))
+  np.testing.assert_array_equal(ref["env"], np.tile(np.arange(n), iterations))
+  # Episodes: t counts 0..L-1 one step at a time, the episode counter and class change
+  # exactly when t wraps to 0, and every (env, episode, t) appears once.
+  t = ref["t"].reshape(iterations, n)
+  episode, label = ref["episode"].reshape(iterations, n), ref["label"].reshape(iterations, n)
+  np.testing.assert_array_equal(t[1:], (t[:-1] + 1) % length)
+  np.testing.assert_array_equal(episode[1:] - episode[:-1], (t[1:] == 0).astype(int))
+  assert (label[1:] == label[:-1])[t[1:] != 0].all()
+  assert episode[0].min() == 0 and (t[0] > 0).any()  # staggered starts
+  keys = set(zip(ref["env"].tolist(), ref["episode"].tolist(), ref["t"].tolist()))
+  assert len(keys) == len(ref_log)
+  assert ref["frame"].shape[1:] == (16, 16, 3) and ref["frame"].std() > 0
+  # Actions as the agent took them (uniform in [-1, 1] during warm-up), stored as float16.
+  assert np.abs(ref["action"]).max() <= 1 and ref["action"].dtype == np.float16
+
+
+def _assert_same_log(workdir, reference):
+  ref_log, ref = _read_log(reference)
+  log, got = _read_log(workdir)
+  assert len(log) == len(ref_log) and log.shards == ref_log.shards
+  assert not [p for p in os.listdir(workdir / "experience") if p.endswith(".tmp")]
+  for k in ("iteration", "env", "episode", "t", "label", "action", "frame"):
+    np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
 
 
 @pytest.mark.slow
 def test_interrupted_run_resumes_to_identical_result(tmp_path, monkeypatch, full_run):
-  config = _config()
-  full_dir, full = full_run
+  full_dir, full, total = full_run
+  config = _config(total_env_steps=total, **{"experience.log": True})
   assert full["updated"] == 1.0 and np.isfinite(full["simsiam/loss"])
 
   # Crash right after the checkpoint of the second chunk was written.
@@ -67,10 +109,10 @@ def test_interrupted_run_resumes_to_identical_result(tmp_path, monkeypatch, full
 
   a, meta = _final_encoder(str(full_dir))
   b, _ = _final_encoder(str(tmp_path / "resumed"))
-  assert meta["env_steps"] == 64 * 24 and meta["encoder"]["width"] == 8
+  assert meta["env_steps"] == total and meta["encoder"]["width"] == 8
   jax.tree.map(lambda x, y: np.testing.assert_array_equal(x, y), a, b)
   steps = [json.loads(l)["step"] for l in open(tmp_path / "resumed" / "metrics.jsonl")]
-  assert steps == [512, 1024, 1536]  # the crashed run's lines were kept, none repeated
+  assert steps == [512, 1024, 1536, 2048]  # the crashed run's lines were kept, none repeated
   assert len([p for p in os.listdir(full_dir / "rollouts") if p.endswith(".png")]) == 2
 
 
@@ -82,24 +124,36 @@ def _truncate_state(step_dir):
           f.truncate(10)
 
 
-@pytest.mark.slow
-def test_cli_sigterm_saves_and_resumes_exactly_then_gets_past_a_corrupt_checkpoint(
-    tmp_path, full_run):
-  """SIGTERM → the chunk finishes, a checkpoint is saved, exit 3 with one resume line; the
-  rerun equals the uninterrupted run. Then the newest checkpoint is corrupted: the rerun
-  moves it to checkpoints/broken/, redoes the work and finishes (it died with Orbax's
-  StepAlreadyExistsError before); a further rerun says the run is complete."""
-  workdir = tmp_path / "run"
-  cmd = [sys.executable, "-m", "palm_jax.main", f"--config={ROOT}/configs/smoke.py",
-         f"--workdir={workdir}", "--config.eval.train=", f"--config.total_env_steps={64 * 24}",
-         "--config.log.rollout_every_chunks=2", "--config.checkpoint.every_chunks=3"]
-  proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True)
-  metrics, deadline = workdir / "metrics.jsonl", time.time() + 300
-  while time.time() < deadline and proc.poll() is None:
-    if metrics.exists() and metrics.read_text().strip():
-      break
+def _wait_until(proc, cond, seconds=300):
+  deadline = time.time() + seconds
+  while time.time() < deadline and proc.poll() is None and not cond():
     time.sleep(0.1)
+  return cond()
+
+
+def _metric_steps(path):
+  return [json.loads(l)["step"] for l in open(path)] if os.path.exists(path) else []
+
+
+@pytest.mark.slow
+def test_cli_sigterm_then_sigkill_resume_exactly_then_get_past_a_corrupt_checkpoint(
+    tmp_path, full_run, caplog):
+  """At the command line: SIGTERM → the chunk finishes, a checkpoint is saved, exit 3 with
+  one resume line. The rerun is killed with SIGKILL mid-run (after it logged a step past
+  the checkpoint); the third run drops those metric lines and experience-log shards,
+  resumes and equals the uninterrupted run, its experience log included. Then (in process, same config) the newest checkpoint is corrupted: the rerun moves
+  it to checkpoints/broken/, redoes the work and finishes (it died with Orbax's
+  StepAlreadyExistsError before); a further rerun says the run is complete."""
+  workdir, total = tmp_path / "run", full_run[2]
+  overrides = {"eval.train": "", "total_env_steps": total, "log.rollout_every_chunks": 2,
+               "checkpoint.every_chunks": 3, "experience.log": True}
+  cmd = [sys.executable, "-m", "palm_jax.main", f"--config={ROOT}/configs/smoke.py",
+         f"--workdir={workdir}"] + [f"--config.{k}={v}" for k, v in overrides.items()]
+  popen = lambda: subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+  metrics = workdir / "metrics.jsonl"
+  proc = popen()
+  _wait_until(proc, lambda: _metric_steps(metrics))
   proc.send_signal(signal.SIGTERM)
   out = proc.communicate(timeout=300)[0]
   assert proc.returncode == 3, out[-3000:]  # palm_jax.preemption.EXIT_PREEMPTED
@@ -109,53 +163,39 @@ def test_cli_sigterm_saves_and_resumes_exactly_then_gets_past_a_corrupt_checkpoi
   saved = checkpoint.Checkpointer(str(workdir / "checkpoints")).all_steps()
   assert saved and saved[-1] in (512, 1024)  # saved on the signal (cadence: every 3 chunks)
 
-  def rerun(expect):
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0 and expect in done.stderr, done.stderr[-3000:]
-    return done.stderr
-
-  rerun("Resumed from the checkpoint")
-  a, _ = _final_encoder(str(full_run[0]))
-  b, meta = _final_encoder(str(workdir))
-  assert meta["env_steps"] == 64 * 24
-  jax.tree.map(np.testing.assert_array_equal, a, b)
-  rows = [json.loads(l) for l in open(metrics)]
-  assert [r["step"] for r in rows] == [512, 1024, 1536]
-
-  _truncate_state(str(workdir / "checkpoints" / "1536"))
-  err = rerun("Run finished at 1,536 env steps")
-  assert "Checkpoint 1536 cannot be read (its data files are truncated or corrupt); moved " \
-      "it to" in err
-  assert os.listdir(workdir / "checkpoints" / "broken") == ["1536"]  # kept, not deleted
-  jax.tree.map(np.testing.assert_array_equal, a, _final_encoder(str(workdir))[0])
-  rerun("is already complete (1,536 env steps); nothing to train")
-
-
-@pytest.mark.slow
-def test_cli_run_survives_sigkill(tmp_path):
-  workdir = tmp_path / "run"
-  cmd = [sys.executable, "-m", "palm_jax.main", f"--config={ROOT}/configs/smoke.py",
-         f"--workdir={workdir}", "--config.eval.train=", "--config.checkpoint.every_chunks=1",
-         f"--config.total_env_steps={64 * 24}"]
-  env = dict(os.environ)
-  proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
-  ckpts = workdir / "checkpoints"
-  deadline = time.time() + 300
-  while time.time() < deadline and proc.poll() is None:
-    if ckpts.is_dir() and any(p.isdigit() for p in os.listdir(ckpts)):
-      break
-    time.sleep(0.2)
-  assert proc.poll() is None, proc.communicate()[0][-3000:]
+  proc = popen()                             # resumes, then dies with no chance to clean up
+  assert _wait_until(proc, lambda: _metric_steps(metrics)[-1] > saved[-1]), \
+      proc.communicate()[0][-3000:]
   proc.send_signal(signal.SIGKILL)
   proc.wait()
-  out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-3000:]
-  assert "Resumed from the checkpoint" in out.stderr
-  rows = [json.loads(l) for l in open(workdir / "metrics.jsonl")]
-  assert rows[-1]["step"] == 64 * 24
-  assert [r["step"] for r in rows] == sorted(set(r["step"] for r in rows))
+  assert _metric_steps(metrics)[-1] < total  # it was killed before the end
+
+  done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert done.returncode == 0 and "Resumed from the checkpoint" in done.stderr, \
+      done.stderr[-3000:]
+  a, _ = _final_encoder(str(full_run[0]))
+  b, meta = _final_encoder(str(workdir))
+  assert meta["env_steps"] == total
+  jax.tree.map(np.testing.assert_array_equal, a, b)
+  assert _metric_steps(metrics) == list(range(512, total + 1, 512))  # each step once
   assert os.path.exists(workdir / "rollouts")
+  assert re.search(r"Experience log: kept (512|1,024|1,536) frames up to iteration "
+                   r"(8|16|24)", done.stderr), done.stderr[-2000:]
+  _assert_same_log(workdir, full_run[0])     # every env step once, the same frames
+
+  config = _config(**overrides)              # the command line's config, in process
+  _truncate_state(str(workdir / "checkpoints" / str(total)))
+  with caplog.at_level("INFO"):
+    main.run_job(config, str(workdir))
+  assert f"Checkpoint {total} cannot be read (its data files are truncated or corrupt); " \
+      "moved it to" in caplog.text and f"Run finished at {total:,} env steps" in caplog.text
+  assert os.listdir(workdir / "checkpoints" / "broken") == [str(total)]  # kept, not deleted
+  jax.tree.map(np.testing.assert_array_equal, a, _final_encoder(str(workdir))[0])
+  _assert_same_log(workdir, full_run[0])     # the redone chunks' shards were rewritten
+  caplog.clear()
+  with caplog.at_level("INFO"):
+    main.run_job(config, str(workdir))
+  assert f"is already complete ({total:,} env steps); nothing to train" in caplog.text
 
 
 def test_config_mistakes_are_one_sentence(tmp_path):
@@ -215,7 +255,9 @@ def test_scan_and_host_loops_compute_the_same_run(tmp_path):
   """`loop="scan"` (accelerators) and `loop="host"` (CPU) are the same computation."""
   results = {}
   for loop in ("scan", "host"):
-    config = _config(loop=loop, **{"log.rollout_every_chunks": 0})
+    # One chunk (4 warm-up iterations, then 4 with updates): on CPU the scan loop's
+    # gradient convolutions are slow, and one chunk already compares every part.
+    config = _config(loop=loop, total_env_steps=64 * 8, **{"log.rollout_every_chunks": 0})
     results[loop] = train.train(config, str(tmp_path / loop))
   a = jax.tree.leaves(results["scan"].state.simsiam.params)
   b = jax.tree.leaves(results["host"].state.simsiam.params)

@@ -6,15 +6,17 @@ Atari frame collection; read by passive PALM, coverage and GAN training. On disk
     DIR/index.json                     {"version", "frame_shape", "dtype", "fields",
                                         "shards": {"<index>": <records>}}
     DIR/shard-<index:06d>.array_record one record per frame, in write order
-    DIR/shard-<index:06d>.fields.npz   the same records' fields alone (no frames), so a
-                                       sampler can index a log of 150 GB of frames by
-                                       reading a few hundred MB (`FrameLog.read_fields`)
+    DIR/shard-<index:06d>.fields.npz   the same records' scalar fields alone (no frames, no
+                                       vectors such as actions), so a sampler indexes a
+                                       log of 150 GB of frames by reading ~2 GB
+                                       (`FrameLog.read_fields`)
 
 ArrayRecord (github.com/google/array_record) is a random-access container of records
 with a footer index; Grain (github.com/google/grain) reads it through
 `grain.sources.ArrayRecordDataSource`, in parallel processes and with global shuffling.
 Shards are written with `group_size:1` (each record its own chunk: O(1) random access,
-what Grain's source checks for) and uncompressed (CIFAR frames are noise-like at 32x32;
+what Grain's source checks for) and uncompressed (on noise frames zstd/brotli saved
+nothing and cost a third of the write speed; real generator frames were not measured:
 `python -m palm_jax.data.frame_log` measures the options).
 
 A record is one frame and its fields as one fixed-layout byte string,
@@ -86,10 +88,12 @@ def _field_specs(fields: Iterable[Any]) -> list[dict]:
 
 
 def record_bytes(frame_shape: Sequence[int], dtype="uint8", fields: Iterable[Any] = ()) -> int:
-  """Payload bytes of one record (frame + fields)."""
+  """Payload bytes of one record (frame + fields) and its scalar fields' copy in the
+  shard's `.fields.npz`."""
   total = math.prod(frame_shape) * np.dtype(dtype).itemsize
   for s in _field_specs(fields):
-    total += math.prod(s["shape"]) * np.dtype(s["dtype"]).itemsize
+    width = math.prod(s["shape"]) * np.dtype(s["dtype"]).itemsize
+    total += width * (2 if not s["shape"] else 1)
   return total
 
 
@@ -98,7 +102,8 @@ def expected_bytes(num_frames: int, frame_shape: Sequence[int], dtype="uint8",
   """Bytes a log of `num_frames` records in `num_shards` files takes on disk (an upper
   bound: payload + per-record and per-file overhead).
 
-  50M CIFAR frames (32x32x3 uint8): 153.6 GB of pixels, ~165 GB with fields and overhead.
+  50M CIFAR frames (32x32x3 uint8): 153.6 GB of pixels, 163 GB with the overhead, 218 GB
+  with the experience log's fields (its 512-d float16 actions are 51 GB).
   """
   return (int(num_frames) * (record_bytes(frame_shape, dtype, fields) + RECORD_OVERHEAD_BYTES)
           + int(num_shards) * SHARD_OVERHEAD_BYTES)
@@ -248,7 +253,7 @@ class FrameLogWriter:
     side = os.path.join(self.directory, fields_name(index))
     with open(side + ".tmp", "wb") as f:
       np.savez(f, **{name: np.asarray(fields[name], dt)
-                     for name, dt, _ in self._layout.parts[1:]})
+                     for name, dt, shape in self._layout.parts[1:] if shape == ()})
     os.replace(side + ".tmp", side)
     tmp = path + ".tmp"
     writer = array_record_module.ArrayRecordWriter(tmp, WRITER_OPTIONS)
@@ -380,27 +385,32 @@ class FrameLog(Sequence):
             f"frame indices must lie in [0, {self._len}); got [{min(idx)}, {max(idx)}].")
     return self._layout.decode_many(self._src().__getitems__(idx))
 
-  def read_fields(self) -> dict:
-    """Every record's fields (no frames) as `[len, ...]` arrays: what a sampler indexes.
+  def read_fields(self, names: Sequence[str] | None = None) -> dict:
+    """Every record's fields `names` (default: all) as `[len, ...]` arrays, no frames.
 
-    From the `*.fields.npz` beside each shard; a log without them (written by hand with
-    ArrayRecord) is read record by record."""
+    Scalar fields come from the `*.fields.npz` beside each shard (fast); vector fields,
+    or a log without those files, are read record by record (every frame is read)."""
+    names = list(self.fields if names is None else names)
+    unknown = sorted(set(names) - set(self.fields))
+    require(not unknown, f"the frame log in {self.directory} has no field {unknown}; it has "
+                         f"{self.fields}.")
     sides = [os.path.join(self.directory, fields_name(k)) for k in self.shards]
-    if all(os.path.exists(p) for p in sides):
+    scalar = {f["name"] for f in self._layout.fields if not f["shape"]}
+    if set(names) <= scalar and all(os.path.exists(p) for p in sides):
       parts = []
       for p, count in zip(sides, self.shards.values()):
         with np.load(p) as z:
-          part = {name: z[name] for name in self.fields}
+          part = {name: z[name] for name in names}
         require(all(len(v) == count for v in part.values()), f"{p} does not match its shard "
                 f"({count} records); the log is corrupt.")
         parts.append(part)
       if parts:
-        return {name: np.concatenate([q[name] for q in parts]) for name in self.fields}
-    out = {name: [] for name in self.fields}
+        return {name: np.concatenate([q[name] for q in parts]) for name in names}
+    out = {name: [] for name in names}
     step = 65536
     for start in range(0, self._len, step):
       part = self.read(range(start, min(start + step, self._len)))
-      for name in self.fields:
+      for name in names:
         out[name].append(part[name])
     return {name: (np.concatenate(v) if v else np.zeros((0,), np.int64))
             for name, v in out.items()}

@@ -141,7 +141,7 @@ def train_passive(config, workdir: str, plan, ss_cfg, *, meta_fn, final_eval):
       config.replay.capacity, config.env.num_envs)
   require(window >= 2, f"config.passive.window={window} must be at least 2 (a pair spans two "
                        "iterations).")
-  sampler = PairSampler(log.read_fields(), order=config.passive.get("order", "ordered"),
+  sampler = PairSampler(log.read_fields(("iteration", "env", "t")), order=config.passive.get("order", "ordered"),
                         window=window, batch_size=config.batch_size, seed=config.seed,
                         warmup_iterations=plan.warmup_iterations,
                         updates_per_step=plan.updates_per_step)
