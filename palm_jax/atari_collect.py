@@ -166,7 +166,8 @@ def collect(config, workdir: str, policy: Policy | None = None) -> frame_log.Fra
   done = {s for s in writer.shards if s < num_shards}
   todo = [s for s in range(num_shards) if s not in done]
   frame_log.check_disk(directory, len(todo) * per_shard, (84, 84), fields=FIELDS,
-                       num_shards=len(todo), what="the collected frames")
+                       num_shards=len(todo), what="the collected frames",
+                       smaller="collect fewer frames (config.total_frames)")
   logging.info("collect: %s, %d emulators, %d shards of %d frames (%d on disk, %d to go) "
                "-> %s", config.game, config.num_envs, num_shards, per_shard, len(done),
                len(todo), directory)

@@ -59,5 +59,6 @@ def test_collect_is_deterministic_and_resumes_exactly(full, tmp_path):
 def test_collect_refuses_when_the_disk_is_too_small(tmp_path, monkeypatch):
   from palm_jax import checkpoint
   monkeypatch.setattr(checkpoint, "free_bytes", lambda d: 10_000)
-  with pytest.raises(UserError, match="only .* is free"):
+  with pytest.raises(UserError, match=r"only .* is free; collect fewer frames "
+                     r"\(config.total_frames\)"):
     atari_collect.collect(_config(), str(tmp_path))

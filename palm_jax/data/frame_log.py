@@ -116,18 +116,20 @@ def format_bytes(n: float) -> str:
 
 def check_disk(directory: str, num_frames: int, frame_shape: Sequence[int], dtype="uint8",
                fields: Iterable[Any] = (), num_shards: int = 1,
-               what: str = "the frame log") -> int:
+               what: str = "the frame log",
+               smaller: str = "subsample frames (config.experience.every)") -> int:
   """UserError unless `directory`'s disk can hold the log; returns the expected bytes.
 
-  Call it before compiling anything (the experience log calls it at start).
+  `smaller`: how the caller's user asks for fewer frames (named in the refusal). Call it
+  before compiling anything (the experience log calls it at start).
   """
   from palm_jax import checkpoint  # pylint: disable=g-import-not-at-top  (free_bytes)
   need = expected_bytes(num_frames, frame_shape, dtype, fields, num_shards)
   free = checkpoint.free_bytes(directory)
   if free is not None and free < need * SPACE_MARGIN:
     raise UserError(f"{what} needs about {format_bytes(need)} for {num_frames:,} frames in "
-                    f"{directory} but only {format_bytes(free)} is free; subsample frames "
-                    "(config.experience.every) or give a --workdir on a larger disk.")
+                    f"{directory} but only {format_bytes(free)} is free; {smaller} or give a "
+                    "--workdir on a larger disk.")
   return need
 
 
