@@ -6,6 +6,7 @@ its chunk comes from the persistent compile cache when that file ran first).
 import json
 import os
 import runpy
+import shutil
 
 import jax
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 
 from palm_jax import checkpoint, train
 from palm_jax.errors import UserError
-from palm_jax.evaluation import features
+from palm_jax.evaluation import features, linear_eval
 from palm_jax.representation import offline, pairs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -54,6 +55,11 @@ def test_palm_snapshots_outlive_rotation_and_exploration_metrics_are_logged(tmp_
   differs = jax.tree.map(lambda a, b: not np.allclose(a, b), enc.variables["params"],
                          last.variables["params"])
   assert any(jax.tree.leaves(differs))                          # a different encoder
+  # A run cut short before its first rolling checkpoint still has its snapshots, and the
+  # eval jobs take them (they refused with "holds no checkpoint" before).
+  shutil.rmtree(checkpoint.checkpoint_dir(workdir))
+  assert linear_eval._has_checkpoint(workdir)  # pylint: disable=protected-access
+  assert features.load_encoder(workdir).step == 512
   rows = _rows(workdir)
   assert len(rows) == 3
   for row in rows:

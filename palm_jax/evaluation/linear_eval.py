@@ -36,6 +36,7 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh
 
+from palm_jax import checkpoint as ckpt_lib
 from palm_jax import sharding
 from palm_jax.data import Dataset, load_dataset
 from palm_jax.errors import require
@@ -199,9 +200,12 @@ def random_floor(kwargs: Mapping[str, Any], train: Dataset, test: Dataset, *, se
 
 
 def _has_checkpoint(workdir: str) -> bool:
-  directory = os.path.join(workdir, "checkpoints")
-  return "://" in workdir or (os.path.isdir(directory) and
-                              any(p.isdigit() for p in os.listdir(directory)))
+  """Whether the run has an encoder to evaluate: a rolling checkpoint or a snapshot (a run
+  cut short before its first checkpoint still has its snapshots)."""
+  if "://" in workdir:
+    return True
+  return any(os.path.isdir(d) and any(p.isdigit() for p in os.listdir(d))
+             for d in (ckpt_lib.checkpoint_dir(workdir), ckpt_lib.snapshot_dir(workdir)))
 
 
 def describe(encoder: features_lib.Encoder, workdir: str) -> str:
