@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from palm_jax import replay as replay_lib
+from palm_jax import sharding
 from palm_jax.agents import sac
 from palm_jax.envs.latent_env import LatentEnv, random_actions
 from palm_jax.representation import simsiam
@@ -105,4 +106,4 @@ def make_explore_metrics(env: LatentEnv, mesh, *, num_envs: int, episode_length:
             "explore/replay_classes": distinct_classes(replay, env.num_classes),
             "explore/replay_feature_spread": feature_spread(h)}
 
-  return jax.jit(explore)
+  return sharding.start_together(jax.jit(explore), "explore")

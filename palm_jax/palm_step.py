@@ -240,11 +240,12 @@ def make_chunk(cfg: StepConfig, env: LatentEnv, mesh: Mesh, length: int, state_s
   in_shardings = (state_sharding, replay_sharding, rep, rep, rep)
   out_shardings = (state_sharding, replay_sharding, rep)
   if loop == "host":
-    step = jax.jit(make_iteration(cfg, env, mesh, control_flow=False),
-                   in_shardings=in_shardings, out_shardings=out_shardings,
-                   donate_argnums=(0, 1))
-    average = jax.jit(lambda ms: _average(jax.tree.map(lambda *xs: jnp.stack(xs), *ms)),
-                      out_shardings=rep)
+    step = sharding.start_together(jax.jit(
+        make_iteration(cfg, env, mesh, control_flow=False), in_shardings=in_shardings,
+        out_shardings=out_shardings, donate_argnums=(0, 1)), "palm iteration")
+    average = sharding.start_together(jax.jit(
+        lambda ms: _average(jax.tree.map(lambda *xs: jnp.stack(xs), *ms)),
+        out_shardings=rep), "chunk average")
 
     def host_chunk(state, replay, gen_vars, env_params, real_bank):
       per_iteration = []
@@ -265,8 +266,9 @@ def make_chunk(cfg: StepConfig, env: LatentEnv, mesh: Mesh, length: int, state_s
     (state, replay), metrics = jax.lax.scan(body, (state, replay), None, length=length)
     return state, replay, _average(metrics)
 
-  return jax.jit(chunk, in_shardings=in_shardings, out_shardings=out_shardings,
-                 donate_argnums=(0, 1))
+  return sharding.start_together(jax.jit(
+      chunk, in_shardings=in_shardings, out_shardings=out_shardings, donate_argnums=(0, 1)),
+      "palm chunk")
 
 
 def make_rollout(env: LatentEnv, num: int, length: int, action_source: str = "policy"):
@@ -294,4 +296,4 @@ def make_rollout(env: LatentEnv, num: int, length: int, action_source: str = "po
     frames = jnp.concatenate([obs[None], frames], axis=0)
     return jnp.swapaxes(frames, 0, 1), env_state.label  # episodes keep their class
 
-  return jax.jit(rollout)
+  return sharding.start_together(jax.jit(rollout), "rollout")

@@ -7,8 +7,9 @@ one GPU, 8 simulated CPU devices (tests) or a multi-host pod: only the mesh size
 """
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import numpy as np
@@ -95,3 +96,46 @@ def num_bytes(tree: Any) -> int:
   """Total bytes of all array leaves (global shapes)."""
   return sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize
              for x in jax.tree.leaves(tree))
+
+
+# A program may wait this long at its first run for the other processes to compile it.
+START_TIMEOUT_S = 3600
+_barriers = itertools.count()
+
+
+def start_together(jitted: Callable, name: str) -> Callable:
+  """`jitted`, whose every new argument signature all processes start together.
+
+  XLA:CPU's gloo collectives connect the processes at an executable's *first* run and give
+  up after a fixed 30 s, so when one process compiles a big program half a minute slower
+  (a loaded 2-core machine) both die with `Gloo context initialization failed`. In a
+  multi-process run each new signature is therefore compiled ahead of time
+  (`lower(...).compile()`), then every process waits at a coordination-service barrier
+  (no collective, `START_TIMEOUT_S`), then runs it; later calls go straight to the
+  compiled program; under tracing (`jax.eval_shape`) it is `jitted`. One process: `jitted`
+  itself, untouched. Every process must call the wrapped programs in the same order (SPMD
+  code does).
+  """
+  if jax.process_count() == 1:
+    return jitted
+  compiled: dict = {}
+
+  def run(*args):
+    leaves, tree = jax.tree.flatten(args)
+    if any(isinstance(x, jax.core.Tracer) for x in leaves):
+      return jitted(*args)  # traced (eval_shape, an outer jit): nothing runs here
+    key = (tree, tuple((np.shape(x), str(getattr(x, "dtype", type(x).__name__)),
+                        getattr(x, "sharding", None)) for x in leaves))
+    program = compiled.get(key)
+    if program is None:
+      program = compiled[key] = jitted.lower(*args).compile()
+      _wait_for_all_processes(f"palm_jax/{name}/{next(_barriers)}")
+    return program(*args)
+  return run
+
+
+def _wait_for_all_processes(barrier_id: str) -> None:
+  from jax._src import distributed  # pylint: disable=g-import-not-at-top
+  client = distributed.global_state.client
+  if client is not None:  # None: processes not started by jax.distributed (nothing to wait on)
+    client.wait_at_barrier(barrier_id, START_TIMEOUT_S * 1000)

@@ -250,7 +250,8 @@ def build(config, mesh, gen, plan: Plan):
 
   shardings = (palm_step.state_shardings(mesh), replay_lib.replay_shardings(mesh))
   rep = sharding.replicated(mesh)
-  init_fn = jax.jit(init, in_shardings=(rep, rep, rep), out_shardings=shardings)
+  init_fn = sharding.start_together(
+      jax.jit(init, in_shardings=(rep, rep, rep), out_shardings=shardings), "palm init")
   return env, step_cfg, init_fn, shardings, ss_cfg
 
 

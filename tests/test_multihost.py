@@ -57,3 +57,44 @@ def test_two_processes_match_each_other_and_one_process(tmp_path):
   flat = lambda ps: np.concatenate([p.ravel() for p in ps])
   a, r = flat(p0), flat(ref)
   assert np.linalg.norm(a - r) / np.linalg.norm(r) < 1e-3
+
+
+class _Recorded:
+  """A stand-in for a jitted function that records lower / compile / run."""
+
+  def __init__(self, events):
+    self.events = events
+
+  def lower(self, *args):
+    self.events.append(("lower", np.shape(args[0])))
+    return self
+
+  def compile(self):
+    self.events.append(("compile",))
+    return lambda *args: self.events.append(("run", np.shape(args[0]))) or args[0] * 2
+
+
+def test_start_together_compiles_then_waits_for_every_process_once_per_signature(
+    monkeypatch):
+  import jax  # pylint: disable=g-import-not-at-top
+  from palm_jax import sharding  # pylint: disable=g-import-not-at-top
+  plain = jax.jit(lambda x: x * 2)
+  assert sharding.start_together(plain, "one process") is plain  # untouched
+  events = []
+  monkeypatch.setattr(jax, "process_count", lambda: 2)
+  monkeypatch.setattr(sharding, "_wait_for_all_processes",
+                      lambda barrier_id: events.append(("barrier", barrier_id)))
+  run = sharding.start_together(_Recorded(events), "prog")
+  np.testing.assert_array_equal(run(np.ones(3)), 2 * np.ones(3))
+  run(np.ones(3))
+  run(np.ones(5))
+  kinds = [e[0] for e in events]
+  assert kinds == ["lower", "compile", "barrier", "run", "run",
+                   "lower", "compile", "barrier", "run"], events
+  first, second = [e[1] for e in events if e[0] == "barrier"]
+  assert first != second and first.startswith("palm_jax/prog/")  # unique barrier ids
+  # Under tracing (eval_shape) nothing is compiled, waited for or run.
+  events.clear()
+  real = sharding.start_together(plain, "traced")
+  assert jax.eval_shape(real, jax.ShapeDtypeStruct((4,), np.float32)).shape == (4,)
+  assert events == []
