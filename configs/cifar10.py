@@ -134,6 +134,14 @@ def get_config():
   c.passive.order = "ordered"     # "ordered" (online order, sliding window) | "random"
   c.passive.window = 0            # ordered: iterations in the window (0: the replay's slots)
 
+  # Population training (palm_jax/population.py): one member per seed, trained together in
+  # one vmapped program, each a normal run in WORKDIR/members/<name>/. alpha/beta: empty
+  # (every member uses env.alpha/env.beta) or one value per seed.
+  c.population = ml_collections.ConfigDict()
+  c.population.seeds = ()         # e.g. (0, 1, 2); empty = one ordinary run
+  c.population.alpha = ()
+  c.population.beta = ()
+
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_chunks = 50  # save every this many chunks (and at the end)
   c.checkpoint.keep = 2           # checkpoints kept on disk

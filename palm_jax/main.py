@@ -3,7 +3,8 @@ r"""The one entry point: `python -m palm_jax.main --config=configs/<x>.py --work
 Any config field can be overridden on the command line, e.g.
 `--config.env.num_envs=1024 --config.seed=3`. `config.job` picks the job:
 
-  palm         PALM pretraining (latent environments + SimSiam + SAC + APT reward)
+  palm         PALM pretraining (latent environments + SimSiam + SAC + APT reward);
+               with config.population.seeds, N members in one program (population.py)
   passive      the palm job's encoder trained on a palm run's experience log (no play)
   gan          train a StyleGAN2 generator on a dataset
   linear_eval  linear probe of a run's encoder
@@ -112,8 +113,11 @@ def run_job(config, workdir: str, allow_config_change: bool | None = None) -> No
                jax.device_count(), jax.devices()[0].platform)
   preflight.check_workdir(workdir)
   preflight.check_resume_config(workdir, job, config, allow_config_change)
+  module = JOBS[job]
+  if job == "palm" and importlib.import_module("palm_jax.population").enabled(config):
+    module = "palm_jax.population"  # N members in one vmapped program
   with preemption.stop_requests():
-    importlib.import_module(JOBS[job]).run(config, workdir)
+    importlib.import_module(module).run(config, workdir)
   if job not in ("palm", "gan"):  # those write it once their own validation has passed
     preflight.write_config(workdir, job, config)
 

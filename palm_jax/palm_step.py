@@ -227,11 +227,14 @@ def _average(metrics: dict) -> dict:
 
 
 def make_chunk(cfg: StepConfig, env: LatentEnv, mesh: Mesh, length: int, state_sharding: Any,
-               replay_sharding: Any, loop: str = "scan"):
+               replay_sharding: Any, loop: str = "scan", members: int = 0):
   """`chunk(state, replay, gen_vars, env_params, real_bank) -> (state, replay, metrics)`.
 
   Runs `length` iterations; metrics are averaged over the iterations that ran updates
   (`updated` is the fraction that did). `state` and `replay` are donated.
+  `members > 0`: a population (palm_jax/population.py): `state`, `replay` and `env_params`
+  carry a leading member axis and the iteration is `jax.vmap`ped over it (generator and
+  real bank shared); metrics are `[members]`.
   `loop="scan"`: one jitted `lax.scan` over the iterations (accelerators: one dispatch per
   chunk). `loop="host"`: a Python loop dispatching one jitted, control-flow-free iteration
   at a time, without host syncs (XLA:CPU; see `make_iteration`).
@@ -239,12 +242,16 @@ def make_chunk(cfg: StepConfig, env: LatentEnv, mesh: Mesh, length: int, state_s
   rep = sharding.replicated(mesh)
   in_shardings = (state_sharding, replay_sharding, rep, rep, rep)
   out_shardings = (state_sharding, replay_sharding, rep)
+  over_members = ((lambda f: jax.vmap(f, in_axes=(0, 0, None, 0, None))) if members
+                  else (lambda f: f))
+  average_ = jax.vmap(_average, in_axes=1) if members else _average  # [length, members]
   if loop == "host":
     step = sharding.start_together(jax.jit(
-        make_iteration(cfg, env, mesh, control_flow=False), in_shardings=in_shardings,
-        out_shardings=out_shardings, donate_argnums=(0, 1)), "palm iteration")
+        over_members(make_iteration(cfg, env, mesh, control_flow=False)),
+        in_shardings=in_shardings, out_shardings=out_shardings, donate_argnums=(0, 1)),
+        "palm iteration")
     average = sharding.start_together(jax.jit(
-        lambda ms: _average(jax.tree.map(lambda *xs: jnp.stack(xs), *ms)),
+        lambda ms: average_(jax.tree.map(lambda *xs: jnp.stack(xs), *ms)),
         out_shardings=rep), "chunk average")
 
     def host_chunk(state, replay, gen_vars, env_params, real_bank):
@@ -256,7 +263,7 @@ def make_chunk(cfg: StepConfig, env: LatentEnv, mesh: Mesh, length: int, state_s
     host_chunk.step = step    # the jitted iteration (benchmarks compile it ahead of time)
     return host_chunk
 
-  iteration = make_iteration(cfg, env, mesh)
+  iteration = over_members(make_iteration(cfg, env, mesh))
 
   def chunk(state, replay, gen_vars, env_params, real_bank):
     def body(carry, _):
@@ -264,7 +271,7 @@ def make_chunk(cfg: StepConfig, env: LatentEnv, mesh: Mesh, length: int, state_s
       state, replay, metrics = iteration(state, replay, gen_vars, env_params, real_bank)
       return (state, replay), metrics
     (state, replay), metrics = jax.lax.scan(body, (state, replay), None, length=length)
-    return state, replay, _average(metrics)
+    return state, replay, average_(metrics)
 
   return sharding.start_together(jax.jit(
       chunk, in_shardings=in_shardings, out_shardings=out_shardings, donate_argnums=(0, 1)),

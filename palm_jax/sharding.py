@@ -129,13 +129,17 @@ def start_together(jitted: Callable, name: str) -> Callable:
     program = compiled.get(key)
     if program is None:
       program = compiled[key] = jitted.lower(*args).compile()
-      _wait_for_all_processes(f"palm_jax/{name}/{next(_barriers)}")
+      wait_for_all_processes(name)
     return program(*args)
   return run
 
 
-def _wait_for_all_processes(barrier_id: str) -> None:
+def wait_for_all_processes(name: str) -> None:
+  """A coordination-service barrier (no collective program) across every process.
+
+  Every process must call it the same number of times in the same order; a no-op in a
+  single process."""
   from jax._src import distributed  # pylint: disable=g-import-not-at-top
   client = distributed.global_state.client
   if client is not None:  # None: processes not started by jax.distributed (nothing to wait on)
-    client.wait_at_barrier(barrier_id, START_TIMEOUT_S * 1000)
+    client.wait_at_barrier(f"palm_jax/{name}/{next(_barriers)}", START_TIMEOUT_S * 1000)

@@ -1,0 +1,96 @@
+"""Population training (palm_jax/population.py): member i of a vmapped population equals
+the single run of its own config; members stop, checkpoint and resume together."""
+import json
+import os
+import runpy
+
+import jax
+import numpy as np
+import pytest
+
+from palm_jax import population, preemption, train
+from palm_jax.errors import UserError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config():
+  # tests/_multihost_worker.py's sizes: the single run's programs are shared with it.
+  config = runpy.run_path(os.path.join(ROOT, "configs", "smoke.py"))["get_config"]()
+  config.eval.train = ""
+  config.total_env_steps = 64 * 8          # 2 chunks: 4 warm-up iterations, then 4 updates
+  config.log.chunk_iterations = 4
+  config.checkpoint.every_chunks = 1
+  config.log.rollout_every_chunks = 2
+  return config
+
+
+def _leaves(tree):
+  return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def test_members_are_named_and_configs_are_single_runs_and_mistakes_are_one_sentence(
+    tmp_path):
+  config = _config()
+  config.population.seeds = (3, 4)
+  config.population.beta = (0.9, 0.5)
+  team = population.members(config, str(tmp_path), generator="/g.npz")
+  assert [m.name for m in team] == ["seed3_beta0.9", "seed4_beta0.5"]
+  assert [(m.config.seed, m.config.env.beta, m.config.env.alpha) for m in team] == [
+      (3, 0.9, config.env.alpha), (4, 0.5, config.env.alpha)]
+  assert all(m.config.generator == "/g.npz" and not population.enabled(m.config)
+             for m in team)
+  assert team[0].workdir == os.path.join(str(tmp_path), "members", "seed3_beta0.9")
+  config.population.beta = (0.9,)
+  with pytest.raises(UserError, match=r"population.beta=\(0.9,\) must be empty"):
+    population.members(config, str(tmp_path))
+  config.population.beta = ()
+  config.population.seeds = (1, 1)
+  with pytest.raises(UserError, match="more than once"):
+    population.members(config, str(tmp_path))
+  config.population.seeds = (0, 1)
+  config.experience.log = True
+  with pytest.raises(UserError, match="experience.log=True is not supported"):
+    population.train_population(config, str(tmp_path / "refused"))
+  assert not (tmp_path / "refused" / "members").exists()  # refused before anything ran
+
+
+@pytest.mark.slow
+def test_member_equals_its_single_run_after_a_stop_and_resume(tmp_path, monkeypatch):
+  config = _config()
+  config.population.seeds = (0, 1)
+  pop_dir = tmp_path / "pop"
+  # A stop request after the first chunk: every member saves, the run exits ...
+  asked = iter([True])
+  monkeypatch.setattr(preemption, "requested", lambda sync=True: next(asked, False))
+  with pytest.raises(preemption.Preempted):
+    population.train_population(config, str(pop_dir))
+  for name in ("seed0", "seed1"):
+    assert os.listdir(pop_dir / "members" / name / "checkpoints") == ["256"]
+  # ... and the rerun resumes both members and finishes.
+  results = population.train_population(config, str(pop_dir))
+  member = pop_dir / "members" / "seed1"
+  with open(member / "config_palm.json") as f:
+    saved = json.load(f)
+  assert saved["seed"] == 1 and saved["population"]["seeds"] == []
+  assert saved["generator"] == str(pop_dir / "generator.npz")  # one world for all members
+  assert sorted(os.listdir(member / "checkpoints")) == ["256", "512"]
+  assert os.listdir(member / "rollouts")
+
+  single = population.members(config, str(pop_dir), str(pop_dir / "generator.npz"))[1].config
+  ref = train.train(single, str(tmp_path / "single"))
+  a, b = _leaves(results[1].state.simsiam.params), _leaves(ref.state.simsiam.params)
+  assert len(a) == len(b) > 0
+  for x, y in zip(a, b):
+    np.testing.assert_allclose(x, y, rtol=2e-3, atol=2e-5)
+  other = _leaves(results[0].state.simsiam.params)
+  assert max(np.abs(x - y).max() for x, y in zip(other, b)) > 1e-3  # seeds differ
+  rows = lambda d: [json.loads(l) for l in open(d / "metrics.jsonl")]
+  pop_rows, ref_rows = rows(member), rows(tmp_path / "single")
+  assert [r["step"] for r in pop_rows] == [r["step"] for r in ref_rows] == [256, 512]
+  np.testing.assert_allclose(pop_rows[-1]["simsiam/loss"], ref_rows[-1]["simsiam/loss"],
+                             rtol=1e-3, atol=1e-5)
+  # A member's checkpoints guard its config, as a single run's do.
+  config.batch_size = 64
+  with pytest.raises(UserError, match=r"members/seed0 holds a run with a different config"):
+    population.train_population(config, str(pop_dir))
