@@ -7,8 +7,9 @@ r"""Coverage of the training set by generated images (paper Section 6, Table 3).
 Compares N uniformly sampled generator images and N frames of the run's policy rollouts
 with N real training images: coverage = distinct nearest training images / N. The paper
 (Table 3, CIFAR-10, Inception features) reports 50.16 % (uniform) and 58.87 % (PALM).
-Frames from elsewhere (an experience log, another sampler): add `npz:/path/frames.npz`
-(an `images` array, uint8 [N, H, W, 3]) to `config.sources`. `:smoke` runs in seconds on
+A run's experience log (`config.experience.log=True`: every frame the agent saw over the
+whole run): add `framelog:PALM_RUN_DIR` (N frames evenly spaced over the log). Frames from
+elsewhere: add `npz:/path/frames.npz` (an `images` array, uint8 [N, H, W, 3]). `:smoke` runs in seconds on
 the shared CIFAR subset with a tiny random generator and pixel features.
 Writes PALM_RUN_DIR/eval/coverage_<features>.json and coverage_<features>_<source>.png.
 """
@@ -27,7 +28,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # N: generated images per source = real training images (10k: the size of FID's usual
   # sample; the paper does not state its N).
   c.num_images = 10000
-  c.sources = "uniform,palm"   # comma-separated: uniform | palm | a dataset spec (npz:...)
+  c.sources = "uniform,palm"   # comma-separated: uniform | palm | framelog:RUN | npz:...
 
   c.data = ml_collections.ConfigDict()
   c.data.train = "tfds:cifar10:train"  # the real training images (spec; palm_jax/data)

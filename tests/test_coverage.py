@@ -157,3 +157,31 @@ def test_job_end_to_end(tmp_path):
     coverage_eval.run(_job_config(spec, "uniform", "inception"), run_dir)
   with pytest.raises(UserError, match="PALM run"):
     coverage_eval.run(_job_config(spec, "palm"), str(tmp_path / "empty"))
+
+
+def test_framelog_source_reads_a_runs_experience_log(tmp_path):
+  from palm_jax.data import frame_log
+  rng = np.random.default_rng(5)
+  train = rng.integers(0, 256, size=(48, 8, 8, 3), dtype=np.uint8)
+  np.savez(tmp_path / "train.npz", images=train, labels=rng.integers(0, 4, size=48))
+  # A run whose experience log holds the training images, reversed, over 3 shards.
+  log_dir = tmp_path / "run" / "experience"
+  w = frame_log.FrameLogWriter(str(log_dir), frame_shape=(8, 8, 3), fields=("env",))
+  frames = train[::-1].copy()
+  for shard, part in enumerate(np.array_split(np.arange(48), 3)):
+    w.submit(shard, frames[part], env=part)
+  w.close()
+  spec = f"npz:{tmp_path / 'train.npz'}"
+  assert coverage_eval.source_label(f"framelog:{tmp_path / 'run'}/") == "log_run"
+  coverage_eval.run(_job_config(spec, f"framelog:{tmp_path / 'run'}"), str(tmp_path / "out"))
+  out = json.loads((tmp_path / "out" / "eval" / "coverage_pixels.json").read_text())
+  assert out["coverage"]["log_run"] == 1.0                 # every training image, once
+  assert out["sources"]["log_run"]["log_frames"] == 48
+  # Fewer frames than N, or gray Atari frames, are one sentence each.
+  for name, shape, count, match in (("short", (8, 8, 3), 40, "has 40 frames, fewer than "
+                                      "config.num_images=48"), ("gray", (8, 8, 1), 48, "RGB")):
+    w = frame_log.FrameLogWriter(str(tmp_path / name), frame_shape=shape)
+    w.submit(0, np.zeros((count,) + shape, np.uint8))
+    w.close()
+    with pytest.raises(UserError, match=match):
+      coverage_eval.run(_job_config(spec, f"framelog:{tmp_path / name}"), str(tmp_path / "o"))

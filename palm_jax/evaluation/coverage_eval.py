@@ -6,7 +6,8 @@ r"""`config.job = "coverage"`: how much of the training set generated images cov
 
 N = `config.num_images` real training images (a random subset of `config.data.train`,
 seeded) are the references; every source of `config.sources` (palm_jax/evaluation/
-coverage_sources.py: `uniform`, `palm`, or a dataset spec such as `npz:frames.npz`) gives
+coverage_sources.py: `uniform`, `palm`, `framelog:<a run's experience log>`, or a dataset
+spec such as `npz:frames.npz`) gives
 N generated images. Each generated image's nearest training image in `config.features`
 (inception | encoder | pixels) is found by `coverage.NearestNeighbours`, and
 coverage = distinct nearest neighbours / N. Outputs under `RUN_DIR/eval/`, keyed by the
@@ -39,7 +40,7 @@ def parse_sources(field: str) -> list[str]:
   require(bool(names), "config.sources is empty; set it to e.g. uniform,palm (or a frames "
                        "file npz:/path/frames.npz).")
   for name in names:
-    if name not in coverage_sources.BUILTIN:
+    if name not in coverage_sources.BUILTIN and not name.startswith(coverage_sources.FRAMELOG):
       try:
         parse_spec(name)
       except UserError as e:
@@ -50,9 +51,13 @@ def parse_sources(field: str) -> list[str]:
 
 
 def source_label(name: str) -> str:
-  """A file-name-safe label: `uniform`, `palm`, or the spec's file stem."""
+  """A file-name-safe label: `uniform`, `palm`, `log_<dir name>` for a frame log, or the
+  spec's file stem."""
   if name in coverage_sources.BUILTIN:
     return name
+  if name.startswith(coverage_sources.FRAMELOG):
+    stem = "log_" + os.path.basename(os.path.normpath(name[len(coverage_sources.FRAMELOG):]))
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem)
   stem = os.path.splitext(os.path.basename(name.split(":", 1)[-1].split(":")[0]))[0]
   return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in stem) or "images"
 
@@ -115,6 +120,8 @@ def run(config, workdir: str) -> None:
                                                           step=step, mesh=mesh)
       meta[name] = {"run": run.workdir, "step": got, "generator": run.config.generator,
                     "episode_length": int(run.config.env.episode_length)}
+    elif name.startswith(coverage_sources.FRAMELOG):
+      generated[name], meta[name] = coverage_sources.framelog_images(name, n, size=size)
     else:
       ds = linear_eval.load_split(name, dict(config.data.to_dict(), limit=0), seed=seed,
                                   field="sources")

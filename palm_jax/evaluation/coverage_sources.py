@@ -10,9 +10,12 @@ A source is named by a string in `config.sources` (comma-separated):
             which is what the agent's experience holds. The run's generator, environment
             settings and state structure come from its `config_palm.json`; the state is
             restored through `checkpoint.Checkpointer.restore`.
+  framelog:<dir>  N frames of a frame log (`data/frame_log.py`): a PALM run's experience
+            log (`RUN/experience`, or RUN itself) — what the agent actually saw over the
+            whole run, where `palm` rolls out one checkpoint's policy. The N frames are
+            evenly spaced over the log (warm-up and late training alike), in log order.
   <spec>    any dataset spec of palm_jax/data, e.g. `npz:/path/frames.npz` (an `images`
-            array uint8 [N, H, W, 3]): frames handed in by the user or a future
-            experience-log reader. The first N are used.
+            array uint8 [N, H, W, 3]): frames handed in by the user. The first N are used.
 
 Every source returns uint8 [N, S, S, 3] at the training images' size S (generated
 frames are resized bilinearly when the generator's resolution differs).
@@ -36,6 +39,7 @@ from palm_jax.envs.latent_env import LatentEnv
 from palm_jax.errors import require
 
 BUILTIN = ("uniform", "palm")
+FRAMELOG = "framelog:"
 
 
 class RunSetup(NamedTuple):
@@ -82,6 +86,26 @@ def _env(cfg, gen) -> LatentEnv:
 
 def _fit(frames: np.ndarray, size: int) -> np.ndarray:
   return preprocess.resize_images(np.asarray(frames, np.uint8), size)
+
+
+def framelog_images(spec: str, num: int, *, size: int) -> tuple[np.ndarray, dict]:
+  """uint8 [num, size, size, 3]: `num` frames evenly spaced over the frame log `spec`
+  (`framelog:<dir>`; a run directory means its `experience/` log), and what was read."""
+  from palm_jax import experience_log  # pylint: disable=g-import-not-at-top
+  from palm_jax.data import frame_log  # pylint: disable=g-import-not-at-top
+  directory = spec[len(FRAMELOG):]
+  nested = os.path.join(directory, experience_log.DIRECTORY)
+  if not os.path.exists(os.path.join(directory, frame_log.INDEX)) and os.path.isdir(nested):
+    directory = nested
+  log = frame_log.FrameLog(directory)
+  require(len(log.frame_shape) == 3 and log.frame_shape[-1] == 3,
+          f"the frame log in {directory} holds frames of shape {log.frame_shape}; coverage "
+          "compares RGB images [H, W, 3] with the training images (an Atari log is gray).")
+  require(len(log) >= num, f"source {spec!r} has {len(log)} frames, fewer than "
+                           f"config.num_images={num}; lower num_images.")
+  idx = np.linspace(0, len(log) - 1, num).round().astype(np.int64)
+  frames = log.read(idx)["frame"]
+  return _fit(frames, size), {"log": directory, "log_frames": len(log)}
 
 
 def uniform_images(run: RunSetup, num: int, *, seed: int, size: int,
