@@ -27,6 +27,7 @@ import dataclasses
 import math
 import os
 import time
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -145,6 +146,33 @@ def _restore(ckpts, members_, abstract_state, abstract_replay, save_replay):
   return restored
 
 
+class Programs(NamedTuple):
+  env: Any
+  step_cfg: palm_step.StepConfig
+  init_fn: Any          # one member's jitted init (train.build)
+  single_sh: tuple      # one member's (state, replay) shardings
+  pop_sh: tuple         # the population's: a leading, unsplit member axis
+  ss_cfg: simsiam.SimSiamConfig
+  member_params: list   # each member's EnvParams
+  env_params: Any       # EnvParams of [n] arrays (alpha, beta, ... per member)
+  keys: np.ndarray      # uint32 [n, 2]: each member's root key, PRNGKey(seed)
+  pop_init: Any         # jitted (keys, gen_vars, env_params) -> stacked (state, replay)
+
+
+def build(config, mesh, gen, plan: train.Plan, team: list[Member]) -> Programs:
+  """`train.build` for one member, and its population versions (also the bench's)."""
+  env, step_cfg, init_fn, single_sh, ss_cfg = train.build(config, mesh, gen, plan)
+  pop_sh = tuple(_stacked(s, mesh) for s in single_sh)
+  member_params = [train.env_params_from(m.config) for m in team]
+  env_params = jax.tree.map(  # one value per member: [n] float32 / int32 leaves
+      lambda *xs: np.asarray(xs, np.int32 if isinstance(xs[0], int) else np.float32),
+      *member_params)
+  keys = np.stack([np.asarray(jax.random.PRNGKey(m.config.seed)) for m in team])
+  pop_init = jax.jit(jax.vmap(init_fn, in_axes=(0, None, 0)), out_shardings=pop_sh)
+  return Programs(env, step_cfg, init_fn, single_sh, pop_sh, ss_cfg, member_params,
+                  env_params, keys, pop_init)
+
+
 def train_population(config, workdir: str) -> list[train.TrainResult]:
   """Runs (or resumes) every member of `config.population` together in `workdir`."""
   mesh = sharding.make_mesh()
@@ -158,13 +186,12 @@ def train_population(config, workdir: str) -> list[train.TrainResult]:
   gen, gen_file = _shared_generator(config, workdir)
   team = members(config, workdir, gen_file)
   n = len(team)
-  env, step_cfg, init_fn, single_sh, ss_cfg = train.build(config, mesh, gen, plan)
-  pop_sh = tuple(_stacked(s, mesh) for s in single_sh)
+  built = build(config, mesh, gen, plan, team)
+  env, step_cfg, init_fn, single_sh, pop_sh, ss_cfg = (
+      built.env, built.step_cfg, built.init_fn, built.single_sh, built.pop_sh, built.ss_cfg)
+  member_params, env_params, keys, pop_init = (
+      built.member_params, built.env_params, built.keys, built.pop_init)
   gen_vars = sharding.host_to_global(gen.variables, mesh, sharded=False)
-  member_params = [train.env_params_from(m.config) for m in team]
-  env_params = jax.tree.map(  # one value per member: [n] float32 / int32 leaves
-      lambda *xs: np.asarray(xs, np.int32 if isinstance(xs[0], int) else np.float32),
-      *member_params)
   real_bank = train._real_bank(config, gen.c_dim, mesh)  # pylint: disable=protected-access
   allow_change = flags.FLAGS.is_parsed() and flags.FLAGS["allow_config_change"].value \
       if "allow_config_change" in flags.FLAGS else False
@@ -176,8 +203,6 @@ def train_population(config, workdir: str) -> list[train.TrainResult]:
   logging.info("Population of %d members (%s): %d environments each on %d devices.", n,
                ", ".join(m.name for m in team), config.env.num_envs, mesh.size)
 
-  keys = np.stack([np.asarray(jax.random.PRNGKey(m.config.seed)) for m in team])
-  pop_init = jax.jit(jax.vmap(init_fn, in_axes=(0, None, 0)), out_shardings=pop_sh)
   stack_state = jax.jit(lambda *ts: jax.tree.map(lambda *xs: jnp.stack(xs), *ts),
                         out_shardings=pop_sh[0])
   stack_replay = jax.jit(lambda *ts: jax.tree.map(lambda *xs: jnp.stack(xs), *ts),

@@ -42,10 +42,15 @@ def test_tiny_suite_runs_every_item_and_writes_json_and_markdown(rehearsal):
   parts = p["generator_ms"] + p["acting_ms"] + p["updates_ms"]
   assert 0.25 < parts / p["ms_per_iteration"] < 4.0, p
   assert r["gan"][0]["s_per_kimg"] > 0 and r["features"][0]["probe_s"] > 0
+  one, pop = r["population"]                     # one run, then a population of 2
+  assert one["members"] == 0 and pop["members"] == 2
+  assert pop["env_steps_per_s"] == pytest.approx(2 * pop["member_env_steps_per_s"])
+  assert pop["replay_gib"] == pytest.approx(2 * one["replay_gib"])  # a replay per member
   saved = json.loads((out / "suite.json").read_text())
   assert saved["results"]["palm"][0]["num_envs"] == 64
   md = (out / "suite.md").read_text()
   assert "| generator | batch |" in md and "| PALM envs |" in md and "s/kimg" in md
+  assert "| population (configs/mini.py shapes) |" in md
 
 
 def test_budget_skips_what_cannot_finish(tmp_path):

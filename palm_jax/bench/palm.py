@@ -50,10 +50,13 @@ def apply_overrides(config, overrides: list[str]):
 
 
 def palm_config(path: str, num_envs: int, overrides: list[str] = ()):
-  """The PALM config at `path` for `num_envs` environments, a random-weight generator with
-  the published CIFAR-10 shapes in place of a download, no final probe."""
+  """The PALM config at `path` (`path:arg` passes a config argument, e.g.
+  configs/mini.py:random) for `num_envs` environments, a random-weight generator with the
+  published CIFAR-10 shapes in place of a download, no final probe."""
   import ml_collections  # pylint: disable=import-outside-toplevel
-  config = runpy.run_path(path)["get_config"]()
+  path, _, arg = path.partition(".py:")   # configs/mini.py:random
+  config = runpy.run_path(path if path.endswith(".py") else path + ".py")["get_config"](
+      *([arg] if arg else []))
   if config.generator in ("", "nvidia:cifar10"):
     config.generator = "random"
     config.generator_kwargs = ml_collections.ConfigDict(CIFAR_GENERATOR)
@@ -88,10 +91,14 @@ def breakdown_programs(cfg, env, mesh):
           "updates": jax.jit(updates)}
 
 
-def measure_palm(config, *, chunks: int = 3, repeats: int = 5) -> dict:
+def measure_palm(config, *, chunks: int = 3, repeats: int = 5, members: int = 0) -> dict:
   """One row for `config`: env steps/s, ms/iteration, the breakdown, compile seconds and
-  XLA's memory plans (chunk/iteration and each part), replay size; or `oom`."""
-  from palm_jax import palm_step, sharding, train  # pylint: disable=import-outside-toplevel
+  XLA's memory plans (chunk/iteration and each part), replay size; or `oom`.
+
+  `members > 0`: a population of that many seeds in one vmapped chunk
+  (palm_jax/population.py); env steps/s then counts every member's steps, and the
+  breakdown parts (one member's programs) are not timed."""
+  from palm_jax import palm_step, population, sharding, train  # pylint: disable=import-outside-toplevel
   n = config.env.num_envs
   mesh = sharding.make_mesh()
   train.validate(config, mesh)
@@ -103,13 +110,24 @@ def measure_palm(config, *, chunks: int = 3, repeats: int = 5) -> dict:
   bank = train._real_bank(config, gen.c_dim, mesh)  # pylint: disable=protected-access
   loop = palm_step.resolve_loop(config.loop, mesh.devices.flat[0].platform)
   row = dict(num_envs=n, loop=loop, up_impl=gen.module.up_impl,
-             modulation=gen.module.modulation, render_chunk=env.render_chunk)
+             modulation=gen.module.modulation, render_chunk=env.render_chunk,
+             members=members)
+  if members:
+    pop_config = config.copy_and_resolve_references()
+    pop_config.population.seeds = tuple(range(members))
+    programs = population.build(pop_config, mesh, gen, plan,
+                                population.members(pop_config, "/tmp"))
   try:
     start = time.perf_counter()
-    state, replay = init_fn(np.asarray(jax.random.PRNGKey(0)), gen_vars, params)
+    if members:
+      state, replay = programs.pop_init(programs.keys, gen_vars, programs.env_params)
+      params, shardings = programs.env_params, programs.pop_sh
+    else:
+      state, replay = init_fn(np.asarray(jax.random.PRNGKey(0)), gen_vars, params)
     jax.block_until_ready(state)
     init_s = time.perf_counter() - start
-    chunk = palm_step.make_chunk(cfg, env, mesh, plan.chunk, *shardings, loop=loop)
+    chunk = palm_step.make_chunk(cfg, env, mesh, plan.chunk, *shardings, loop=loop,
+                                 members=members)
     args = (state, replay, gen_vars, params, bank)
     if loop == "scan":
       chunk, compile_s, memory = timing.compile_aot(chunk, *args)
@@ -125,6 +143,12 @@ def measure_palm(config, *, chunks: int = 3, repeats: int = 5) -> dict:
       state, replay, metrics = chunk(state, replay, gen_vars, params, bank)
     jax.block_until_ready(metrics)
     seconds = (time.perf_counter() - start) / (chunks * plan.chunk)
+    if members:
+      return dict(row, oom=False, env_steps_per_s=members * n / seconds,
+                  member_env_steps_per_s=n / seconds, ms_per_iteration=seconds * 1e3,
+                  init_s=init_s, compile_s=compile_s, warmup_s=warmup_s, memory=memory,
+                  peak_bytes=None if memory is None else memory["peak_bytes"],
+                  replay_gib=sharding.num_bytes(replay) / 2**30)
     key = jax.random.PRNGKey(1)
     parts = breakdown_programs(cfg, env, mesh)
     part_args = {"generator": (state, gen_vars, params, key), "acting": (state, key),
@@ -149,6 +173,12 @@ def measure_palm(config, *, chunks: int = 3, repeats: int = 5) -> dict:
 def format_row(row: dict) -> str:
   if row["oom"]:
     return f"num_envs {row['num_envs']:6d}: out of memory ({row['error']})"
+  if row.get("members"):
+    return (f"population {row['members']} x {row['num_envs']} envs ({row['loop']} loop): "
+            f"{row['env_steps_per_s']:10,.0f} env steps/s in all = "
+            f"{row['member_env_steps_per_s']:,.0f} per member  {row['ms_per_iteration']:8.2f} "
+            f"ms/iteration  replay {row['replay_gib']:.2f} GiB  compile "
+            f"{row['compile_s']:.1f} s  memory plan {timing.gib(row['peak_bytes'])}")
   return (f"num_envs {row['num_envs']:6d} ({row['loop']} loop): {row['env_steps_per_s']:10,.0f}"
           f" env steps/s  {row['ms_per_iteration']:8.2f} ms/iteration = generator "
           f"{row['generator_ms']:.2f} + acting {row['acting_ms']:.2f} + updates "

@@ -11,7 +11,9 @@ figure per target of the issues, then the rest:
   4. GAN s/kimg, configs/gan_cifar10.py (NVIDIA's cifar config, synthetic images);
   5. features + linear probe for 50k + 10k images;
   6. 8192 rendered in chunks of 2048; the fastest candidate at 1024; PALM at 1024 and
-     8192 envs; `--against` NVIDIA if given; the other candidates at 8192 and 1024.
+     8192 envs; `--against` NVIDIA if given; the other candidates at 8192 and 1024;
+  7. population training (issue 10): configs/mini.py:random (64 envs) as one run, then as
+     populations of 8 and 32 seeds in one vmapped chunk — env steps/s in all vs one run.
 Every item reports compile seconds and XLA's memory plan of its own program (see
 `timing.py`). Before an item starts, its cost is estimated (from the last item of its
 kind, scaled by size; a prior for the first); an item that would end past the budget is
@@ -51,7 +53,7 @@ CANDIDATES = [("polyphase", "activations"), ("transpose", "activations"),
 # as soon as an item of the kind has run. Deliberately pessimistic: the naive JAX port
 # compiled for minutes (../shared/notes/generator_performance.md).
 PRIORS_S = {"generator": 45.0, "palm": 120.0, "gan": 90.0, "features": 60.0,
-            "against": 60.0}
+            "against": 60.0, "population": 120.0}
 
 
 @dataclasses.dataclass
@@ -72,6 +74,9 @@ class Sizes:
   gan_steps: int
   gan_images: int
   features: dict
+  population_config: str          # a small config (one member leaves a GPU idle)
+  population_set: tuple[str, ...]
+  population_members: tuple[int, ...]   # after that config run as one member
   other_candidates: int = len(CANDIDATES) - 1   # slower candidates re-timed at gen_more
 
   @classmethod
@@ -82,7 +87,9 @@ class Sizes:
                palm_envs=(4096, 1024, 8192), palm_chunks=3, palm_repeats=5,
                gan_config=os.path.join(ROOT, "configs", "gan_cifar10.py"), gan_set=(),
                gan_steps=20, gan_images=4096,
-               features=dict(train=50_000, test=10_000, batch_size=512, dtype="bfloat16"))
+               features=dict(train=50_000, test=10_000, batch_size=512, dtype="bfloat16"),
+               population_config=os.path.join(ROOT, "configs", "mini.py:random"),
+               population_set=(), population_members=(8, 32))
 
   @classmethod
   def tiny(cls) -> "Sizes":
@@ -101,7 +108,10 @@ class Sizes:
                         "d_reg_interval=4", "ada_interval=2"),
                gan_steps=1, gan_images=64,
                features=dict(train=48, test=16, batch_size=16, dtype="float32", width=4,
-                             stage_sizes=(1,), max_iter=3), other_candidates=1)
+                             stage_sizes=(1,), max_iter=3),
+               population_config=os.path.join(ROOT, "configs", "smoke.py"),
+               population_set=("batch_size=16",), population_members=(2,),
+               other_candidates=1)
 
 
 @dataclasses.dataclass
@@ -176,6 +186,14 @@ def _plan(sizes: Sizes, against: str, results: dict) -> list[Item]:
                                      repeats=sizes.palm_repeats)
     return Item(f"palm {n} envs", "palm", n, run, palm_bench.format_row)
 
+  def population_item(members):
+    def run():
+      config = palm_bench.palm_config(sizes.population_config, 64, sizes.population_set)
+      return palm_bench.measure_palm(config, chunks=sizes.palm_chunks,
+                                     repeats=sizes.palm_repeats, members=members)
+    name = f"population of {members}" if members else "population baseline: one run"
+    return Item(name, "population", max(members, 1), run, palm_bench.format_row)
+
   def gan_item():
     def run():
       config = gan_bench.gan_config(sizes.gan_config, sizes.gan_set, sizes.gan_images)
@@ -207,6 +225,7 @@ def _plan(sizes: Sizes, against: str, results: dict) -> list[Item]:
     items.append(against_item())
   items += [lazy_gen_item(b, which=w) for w in range(1, 1 + sizes.other_candidates)
             for b in sizes.gen_more]
+  items += [population_item(m) for m in (0,) + sizes.population_members]
   return items
 
 
@@ -309,6 +328,18 @@ def markdown(report: dict) -> str:
                    f"{p['ms_per_iteration']:.2f} | {p['generator_ms']:.2f} | "
                    f"{p['acting_ms']:.2f} | {p['updates_ms']:.2f} | {p['compile_s']:.1f} | "
                    f"{_mem(p)} | {p['replay_gib']:.2f} |")
+    lines.append("")
+  if r.get("population"):
+    lines += ["| population (configs/mini.py shapes) | members | env steps/s in all | per member "
+              "| ms/iter | compile s | memory plan GiB |", "|---|---|---|---|---|---|---|"]
+    for p in r["population"]:
+      m = p.get("members") or 1
+      if p["oom"]:
+        lines.append(f"| {p['num_envs']} envs | {m} | out of memory | | | | |")
+        continue
+      lines.append(f"| {p['num_envs']} envs | {m} | {p['env_steps_per_s']:,.0f} | "
+                   f"{p['env_steps_per_s'] / m:,.0f} | {p['ms_per_iteration']:.2f} | "
+                   f"{p['compile_s']:.1f} | {_mem(p)} |")
     lines.append("")
   for g in r.get("gan", []):
     lines.append(f"- GAN (batch {g['batch']}, {g['dtype']}): " + (
