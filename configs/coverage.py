@@ -40,6 +40,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # The PALM run whose generator (uniform) and policy (palm) are used; "" = --workdir.
   c.run = ""
   c.run_step = -1      # the run's checkpoint to roll out (-1 = the latest)
+  # Which frames of each `palm` rollout: "all" (every frame: what the agent's experience
+  # holds; consecutive frames are near-duplicates) or "last" (one per episode: where the
+  # policy steered to, N independent episodes like uniform's N independent samples).
+  c.palm_frames = "all"
   # A generator to use instead of the run's ("" = the run's): a file, nvidia:cifar10, or
   # "random" with generator_kwargs. Without a run, `env` below sets how it is sampled.
   c.generator = ""

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from palm_jax.errors import UserError
-from palm_jax.evaluation import coverage, coverage_eval
+from palm_jax.evaluation import coverage, coverage_eval, coverage_sources
 
 
 def _brute_force(queries, refs):
@@ -147,6 +147,7 @@ def test_job_end_to_end(tmp_path):
   assert out["feature_space"] == "pixels" and out["num_images"] == 48
   assert out["coverage"]["frames"] == 1.0
   assert out["sources"]["palm"]["step"] == 24 and out["sources"]["palm"]["run"] == run_dir
+  assert out["sources"]["palm"]["frames"] == "all"
   for label in ("uniform", "palm"):
     assert 1 / 48 <= out["coverage"][label] <= 1.0
     assert out["sources"][label]["distinct_neighbours"] == round(out["coverage"][label] * 48)
@@ -157,6 +158,18 @@ def test_job_end_to_end(tmp_path):
     coverage_eval.run(_job_config(spec, "uniform", "inception"), run_dir)
   with pytest.raises(UserError, match="PALM run"):
     coverage_eval.run(_job_config(spec, "palm"), str(tmp_path / "empty"))
+  # One frame per episode: the last frames of 48 rollouts equal those of "all" at t = T-1.
+  config = _job_config(spec, "palm")
+  config.data.image_size, config.generator, config.palm_frames = 8, "", "last"
+  from palm_jax import sharding
+  run, mesh = coverage_sources.setup(config, run_dir), sharding.make_mesh()
+  last = coverage_sources.palm_images(run, 8, seed=0, size=8, step=None, mesh=mesh,
+                                      frames="last")[0]
+  every = coverage_sources.palm_images(run, 32, seed=0, size=8, step=None, mesh=mesh)[0]
+  np.testing.assert_array_equal(last[:8], every.reshape(8, 4, 8, 8, 3)[:, -1])
+  config.palm_frames = "first"
+  with pytest.raises(UserError, match="palm_frames='first'"):
+    coverage_eval.run(config, run_dir)
 
 
 def test_framelog_source_reads_a_runs_experience_log(tmp_path):

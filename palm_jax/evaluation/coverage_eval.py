@@ -88,6 +88,9 @@ def run(config, workdir: str) -> None:
   n, seed = int(config.num_images), int(config.seed)
   require(n >= 1, f"config.num_images={n} must be at least 1 (the paper's N; e.g. 10000).")
   names = parse_sources(config.sources)
+  palm_frames = config.get("palm_frames", "all")
+  require(palm_frames in coverage_sources.PALM_FRAMES, f"config.palm_frames={palm_frames!r} "
+          f"must be one of {coverage_sources.PALM_FRAMES}.")
   require(config.features in coverage.FEATURE_SPACES,
           f"config.features={config.features!r} is not a feature space; use one of "
           f"{coverage.FEATURE_SPACES}.")
@@ -116,10 +119,12 @@ def run(config, workdir: str) -> None:
       generated[name] = coverage_sources.uniform_images(run, n, seed=seed, size=size)
       meta[name] = {"generator": run.config.generator}
     elif name == "palm":
-      generated[name], got = coverage_sources.palm_images(run, n, seed=seed, size=size,
-                                                          step=step, mesh=mesh)
+      generated[name], got = coverage_sources.palm_images(
+          run, n, seed=seed, size=size, step=step, mesh=mesh,
+          frames=palm_frames)
       meta[name] = {"run": run.workdir, "step": got, "generator": run.config.generator,
-                    "episode_length": int(run.config.env.episode_length)}
+                    "episode_length": int(run.config.env.episode_length),
+                    "frames": palm_frames}
     elif name.startswith(coverage_sources.FRAMELOG):
       generated[name], meta[name] = coverage_sources.framelog_images(name, n, size=size)
     else:

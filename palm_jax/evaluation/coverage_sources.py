@@ -141,9 +141,15 @@ def restore_palm_state(run: RunSetup, step: int | None, mesh):
   return got_step, state, env, params, gen_vars
 
 
+PALM_FRAMES = ("all", "last")
+
+
 def palm_images(run: RunSetup, num: int, *, seed: int, size: int, step: int | None, mesh,
-                episodes_per_call: int = 64) -> tuple[np.ndarray, int]:
-  """(uint8 [num, size, size, 3] frames of fresh policy rollouts, checkpoint step)."""
+                episodes_per_call: int = 64, frames: str = "all") -> tuple[np.ndarray, int]:
+  """(uint8 [num, size, size, 3] frames of fresh policy rollouts, checkpoint step).
+
+  `frames`: "all" (every frame of each episode, the first included) or "last" (only each
+  episode's last frame: one image per episode)."""
   got_step, state, env, params, gen_vars = restore_palm_state(run, step, mesh)
   length = int(run.config.env.episode_length)
   rollout = palm_step.make_rollout(env, episodes_per_call, length,
@@ -151,11 +157,12 @@ def palm_images(run: RunSetup, num: int, *, seed: int, size: int, step: int | No
   key, out, have = jax.random.PRNGKey(seed + 1), [], 0
   i = 0
   while have < num:
-    frames, _ = sharding.to_host(rollout(state, gen_vars, params, jax.random.fold_in(key, i)))
-    frames = np.asarray(frames)                             # [E, T, H, W, C]; classes unused
-    out.append(frames.reshape((-1,) + frames.shape[2:]))   # [E * T, H, W, C]
+    batch, _ = sharding.to_host(rollout(state, gen_vars, params, jax.random.fold_in(key, i)))
+    batch = np.asarray(batch)                               # [E, T, H, W, C]; classes unused
+    out.append(batch[:, -1] if frames == "last" else
+               batch.reshape((-1,) + batch.shape[2:]))      # [E, ...] or [E * T, ...]
     have += out[-1].shape[0]
     i += 1
-  logging.info("PALM source: %d rollouts of %d frames from %s at step %d.",
-               i * episodes_per_call, length, run.workdir, got_step)
+  logging.info("PALM source: %d rollouts of %d frames (%s frames kept) from %s at step %d.",
+               i * episodes_per_call, length, frames, run.workdir, got_step)
   return _fit(np.concatenate(out)[:num], size), int(got_step)
