@@ -94,3 +94,22 @@ def test_member_equals_its_single_run_after_a_stop_and_resume(tmp_path, monkeypa
   config.batch_size = 64
   with pytest.raises(UserError, match=r"members/seed0 holds a run with a different config"):
     population.train_population(config, str(pop_dir))
+
+
+def test_the_accelerator_loop_traces_for_a_population():
+  """The `scan` chunk (accelerators' loop) over a member axis: traced, not compiled (the
+  host loop's population runs in the test above)."""
+  from palm_jax import palm_step, sharding  # pylint: disable=g-import-not-at-top
+  config = _config()
+  config.population.seeds = (0, 1, 2)
+  config.population.alpha = (0.0, 0.5, 1.0)
+  mesh, plan = sharding.make_mesh(), train.Plan(config)
+  gen = train.load_env_generator(config, "/nonexistent")
+  p = population.build(config, mesh, gen, plan, population.members(config, "/nonexistent"))
+  np.testing.assert_array_equal(p.env_params.alpha, np.float32([0.0, 0.5, 1.0]))
+  state, replay = jax.eval_shape(p.pop_init, p.keys, gen.variables, p.env_params)
+  chunk = palm_step.make_chunk(p.step_cfg, p.env, mesh, 4, *p.pop_sh, loop="scan", members=3)
+  state, replay, metrics = jax.eval_shape(chunk, state, replay, gen.variables, p.env_params,
+                                          None)
+  assert state.obs.shape[:2] == (3, config.env.num_envs) and replay.frames.shape[0] == 3
+  assert metrics["simsiam/loss"].shape == (3,)
