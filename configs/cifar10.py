@@ -141,6 +141,7 @@ def get_config():
   c.population.seeds = ()         # e.g. (0, 1, 2); empty = one ordinary run
   c.population.alpha = ()
   c.population.beta = ()
+  c.population.workdirs = ()      # each member's workdir ("" or empty: WORKDIR/members/<name>)
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_chunks = 50  # save every this many chunks (and at the end)

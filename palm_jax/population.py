@@ -11,7 +11,8 @@ axis (environments stay split over `data` on the axis after it). This is how see
 small config fill an accelerator that one member would leave idle.
 
 Every member is a normal palm run in `WORKDIR/members/<name>/` (`seed0`, or
-`seed0_alpha0.25_beta0.9` when those vary): its own `config_palm.json` (the single-run
+`seed0_alpha0.25_beta0.9` when those vary; `config.population.workdirs` places them
+elsewhere, as a sweep with `population=True` does): its own `config_palm.json` (the single-run
 config that reproduces it), checkpoints, snapshots, `metrics.jsonl`, `tb/`, rollouts and
 final probe, so `linear_eval`, `ood_eval`, `coverage` and sweeps read it unchanged. Member
 i equals the single run of its config up to float rounding of batched kernels
@@ -74,19 +75,27 @@ def members(config, workdir: str, generator: str | None = None) -> list[Member]:
           f"config.population.seeds={tuple(seeds)} must be integers, e.g. (0, 1, 2).")
   alphas, betas = _values(config, "alpha", len(seeds)), _values(config, "beta", len(seeds))
   vary = [f for f in ("alpha", "beta") if len(config.population.get(f, ()))]
+  dirs = tuple(config.population.get("workdirs", ()))
+  require(len(dirs) in (0, len(seeds)), f"config.population.workdirs has {len(dirs)} entries "
+          f"for {len(seeds)} seeds; give one workdir per seed or none (WORKDIR/members/).")
   out = []
-  for seed, alpha, beta in zip(seeds, alphas, betas):
+  for i, (seed, alpha, beta) in enumerate(zip(seeds, alphas, betas)):
     name = f"seed{seed}" + "".join(f"_{f}{v:g}" for f, v in zip(("alpha", "beta"),
                                                                  (alpha, beta)) if f in vary)
     c = config.copy_and_resolve_references()
     c.seed, c.env.alpha, c.env.beta = seed, float(alpha), float(beta)
     c.population.seeds, c.population.alpha, c.population.beta = (), (), ()
+    if "workdirs" in c.population:
+      c.population.workdirs = ()
     if generator is not None:
       c.generator = generator
-    out.append(Member(name, c, os.path.join(workdir, MEMBERS_DIR, name)))
+    out.append(Member(name, c, os.path.abspath(dirs[i]) if dirs else
+                      os.path.join(workdir, MEMBERS_DIR, name)))
   names = [m.name for m in out]
   require(len(set(names)) == len(names), f"config.population gives the member names {names} "
           "more than once; make every (seed, alpha, beta) distinct.")
+  require(len({m.workdir for m in out}) == len(out), "config.population.workdirs names a "
+          "directory twice; every member needs its own.")
   return out
 
 
@@ -301,7 +310,7 @@ def train_population(config, workdir: str) -> list[train.TrainResult]:
     if stop and not last:
       _close(ckpts, writers)
       raise preemption.stopped(f"{chunks_done} chunks", f"env step {env_steps:,} of "
-                               f"{n} members in {os.path.join(workdir, MEMBERS_DIR)}")
+                               f"{n} members in {_where(team)}")
   results = []
   for i, (m, h) in enumerate(zip(team, host)):
     member_state = take_state(state, i)
@@ -312,8 +321,12 @@ def train_population(config, workdir: str) -> list[train.TrainResult]:
   _close(ckpts, writers)
   logging.info("Population finished at %s env steps per member in %s; members in %s.",
                f"{env_steps:,}", metrics_lib.format_duration(time.time() - run_start),
-               os.path.join(workdir, MEMBERS_DIR))
+               _where(team))
   return results
+
+
+def _where(team: list[Member]) -> str:
+  return os.path.commonpath([m.workdir for m in team]) if len(team) > 1 else team[0].workdir
 
 
 def _close(ckpts, writers) -> None:

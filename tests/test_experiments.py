@@ -14,7 +14,7 @@ import pytest
 
 from palm_jax import main
 from palm_jax.errors import UserError
-from palm_jax.experiments import aggregate, cluster, plots, runner, spec
+from palm_jax.experiments import aggregate, cluster, plots, runner, spec, sweep
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -29,6 +29,7 @@ def get_config(arg=None):
   c.sizes = (1, 1)
   c.flag = False
   c.fail = ""   # a member whose condition equals this raises a UserError
+  c.population = ml_collections.ConfigDict({"seeds": (), "workdirs": ()})
   return c
 """
 FAKE_EVAL = """
@@ -44,8 +45,12 @@ def _fake_train(config, workdir):
   cond = f"{config.env.alpha}/{config.env.beta}"
   if cond == config.fail:
     raise UserError(f"config.fail={config.fail!r} asked this member to fail.")
-  with open(os.path.join(workdir, "trained.json"), "w") as f:
-    json.dump({"value": config.env.alpha + 10 * config.env.beta + 0.01 * config.seed}, f)
+  # A population trains each of its seeds into that seed's own workdir.
+  for seed, member_dir in (zip(config.population.seeds, config.population.workdirs)
+                           if config.population.seeds else [(config.seed, workdir)]):
+    os.makedirs(member_dir, exist_ok=True)
+    with open(os.path.join(member_dir, "trained.json"), "w") as f:
+      json.dump({"value": config.env.alpha + 10 * config.env.beta + 0.01 * seed}, f)
 
 
 def _fake_eval(config, workdir):
@@ -332,3 +337,31 @@ def get_config():
   assert status["error"] == "config.rows=2 and config.cols=0 must be at least 1."
   md = (tmp_path / "w" / "results.md").read_text()
   assert "- `cols=0`: failed — train: config.rows=2" in md
+
+
+def test_population_sweep_trains_each_condition_once_then_evaluates_every_member(
+    fake_jobs, tmp_path, monkeypatch):
+  monkeypatch.setattr(runner, "POOLABLE_JOBS", ("fake_sweep_job",))
+  workdir = tmp_path / "pop_sweep"
+  config = _sweep(fake_jobs, population=True, variants=(),
+                  axes=(("env.alpha", (0.0, 0.5)), ("seed", (0, 1, 2))))
+  config.overrides = (("fail", "0.5/0.95"),)  # the alpha = 0.5 population fails
+  sweep.run(config, str(workdir))
+  trains = [c for c in CALLS if c[0] == "train"]
+  assert trains == [("train", "alpha=0"), ("train", "alpha=0.5")]  # one run per condition
+  assert sorted(c[1] for c in CALLS if c[0] == "eval") == [f"alpha=0__seed={s}"
+                                                           for s in range(3)]
+  for s in range(3):  # each member holds its own seed's training, then its own eval
+    member = workdir / "runs" / f"alpha=0__seed={s}"
+    got = json.loads((member / "eval" / "linear_eval.json").read_text())["test_top1"]
+    assert got == pytest.approx(100.0 + 9.5 + 0.01 * s)
+    assert (member / "DONE").exists()
+    failed = json.loads((workdir / "runs" / f"alpha=0.5__seed={s}" / "status.json").read_text())
+    assert failed["state"] == "failed" and "asked this member to fail" in failed["error"]
+  # A rerun retries only the failed population; the finished members are skipped.
+  CALLS.clear()
+  config.overrides = ()
+  sweep.run(config, str(workdir))
+  assert [c for c in CALLS if c[0] == "train"] == [("train", "alpha=0.5")]
+  assert sorted(c[1] for c in CALLS if c[0] == "eval") == [
+      f"alpha=0.5__seed={s}" for s in range(3)]

@@ -53,6 +53,14 @@ def test_members_are_named_and_configs_are_single_runs_and_mistakes_are_one_sent
   with pytest.raises(UserError, match="experience.log=True is not supported"):
     population.train_population(config, str(tmp_path / "refused"))
   assert not (tmp_path / "refused" / "members").exists()  # refused before anything ran
+  # What a population sweep's training stage passes on the command line (experiments/
+  # runner.py): seeds and one workdir each, parsed by ml_collections' flag parser.
+  from palm_jax.experiments import spec  # pylint: disable=g-import-not-at-top
+  stage = spec.Stage("train", os.path.join(ROOT, "configs", "smoke.py"), (
+      ("population.seeds", (0, 1)), ("population.workdirs", ("/s/a", "/s/b"))))
+  team = population.members(spec.resolve(stage.config_file, stage.overrides), "/unused")
+  assert [(m.name, m.workdir) for m in team] == [("seed0", "/s/a"), ("seed1", "/s/b")]
+  assert all(m.config.population.workdirs == () for m in team)
 
 
 @pytest.mark.slow

@@ -3,6 +3,9 @@ r"""The laptop-scale study of issue 10: does PALM learn? (CPU, the real CIFAR-10
     python -m palm_jax.main --config=configs/sweeps/mini_paper.py --workdir=runs/mini_paper
     python -m palm_jax.main --config=configs/sweeps/mini_paper.py:random \
         --workdir=runs/mini_paper_randgen     # PALM members on an untrained generator
+    # on a GPU: the 3 seeds of each playing variant as one population (palm_jax/population.py)
+    python -m palm_jax.main --config=configs/sweeps/mini_paper.py --workdir=runs/mini_paper \
+        --config.population=True
 
 Members (configs/mini.py: 64 envs, ResNet (1,1,1,1) width 16, batch 128, base_lr 0.24,
 615 SimSiam updates, snapshots every 115-125 updates), 3 seeds each:

@@ -178,15 +178,98 @@ def run_member(member: spec_lib.Member, *, executor: str = "subprocess",
   return None
 
 
+# Jobs whose training stage accepts `config.population` (palm_jax/population.py).
+POOLABLE_JOBS = ("palm",)
+_NO_ENVIRONMENT_PAIRS = ("real", "real_aug")  # offline SimSiam (representation/offline.py)
+
+
+def _poolable(config) -> bool:
+  """Whether a member's training config can run inside a population (palm, playing)."""
+  pairs = config.get("simsiam", {}).get("pairs", "temporal")
+  return (config.get("job") in POOLABLE_JOBS and "seeds" in config.get("population", {})
+          and pairs not in _NO_ENVIRONMENT_PAIRS
+          and not config.get("experience", {}).get("log", False))
+
+
+def population_groups(members: Sequence[spec_lib.Member]) -> list[list[spec_lib.Member]]:
+  """Members whose training differs only in the seed and can share one population run
+  (`config.population=True` sweeps); members that cannot are left out (they run alone)."""
+  groups: dict[str, list] = {}
+  for m in members:
+    train = m.stages[0]
+    if m.seed is None or not _poolable(spec_lib.resolve(train.config_file, train.overrides)):
+      continue
+    groups.setdefault(m.condition, []).append(m)
+  return list(groups.values())
+
+
+def group_stage(group: Sequence[spec_lib.Member]) -> tuple[spec_lib.Stage, str]:
+  """The one training stage of `group` (a population of its seeds, each member trained
+  into its own folder) and the population's own folder, `WORKDIR/populations/<condition>`."""
+  train = group[0].stages[0]
+  fixed = tuple((k, v) for k, v in train.overrides if k != spec_lib.SEED_KEY)
+  stage = spec_lib.Stage("train", train.config_file, fixed + (
+      ("population.seeds", tuple(int(m.seed) for m in group)),
+      ("population.workdirs", tuple(m.workdir for m in group))))
+  runs = os.path.dirname(group[0].workdir)
+  return stage, os.path.join(os.path.dirname(runs), "populations",
+                             group[0].condition or "run")
+
+
+def _train_populations(members, summary: Summary, executor: str, python: str | None,
+                       on_stage) -> None:
+  """Trains each population group's unfinished members in one run; marks their training
+  done (or failed) in every member's status, so `run_member` goes on with the evals."""
+  for group in population_groups(members):
+    todo = [m for m in group if read_status(m.workdir).get("state") != "done"
+            and "train" not in read_status(m.workdir).get("completed", [])]
+    if not todo:
+      continue
+    stage, workdir = group_stage(todo)
+    pseudo = spec_lib.Member(-1, f"population {todo[0].condition or 'run'}", todo[0].variant,
+                             (), (stage,), workdir)
+    print(f"sweep: population of {len(todo)} ({', '.join(m.name for m in todo)}) in {workdir}",
+          flush=True)
+    for m in todo:
+      _write_json(os.path.join(m.workdir, STATUS_FILE), {
+          "state": "running", "stage": "train", "completed": [], "population": workdir})
+      if on_stage is not None:
+        on_stage(m, "train")
+    t0 = time.time()
+    error = (_run_inprocess(stage, pseudo) if executor == "inprocess"
+             else _run_subprocess(stage, pseudo, python or sys.executable))
+    for m in todo:
+      if error is None:
+        _write_json(os.path.join(m.workdir, STATUS_FILE), {
+            "state": "running", "completed": ["train"], "population": workdir,
+            "seconds": round(time.time() - t0, 1)})
+      else:
+        _write_json(os.path.join(m.workdir, STATUS_FILE), {
+            "state": "failed", "stage": "train", "completed": [], "error": error,
+            "population": workdir, "seconds": round(time.time() - t0, 1)})
+        summary.failed[m.name] = error
+    if error is not None:
+      print(f"sweep: population {workdir} FAILED: {error}", flush=True)
+
+
 def run_local(members: Sequence[spec_lib.Member], *, executor: str = "subprocess",
-              python: str | None = None, on_stage=None) -> Summary:
-  """Runs every member not yet done, one after another; failures are recorded, not raised."""
+              python: str | None = None, on_stage=None, population: bool = False) -> Summary:
+  """Runs every member not yet done, one after another; failures are recorded, not raised.
+
+  `population=True`: first, the members that differ only in their seed train together as
+  one population (palm_jax/population.py, one program for all seeds), each into its own
+  folder; then every member's evaluations run as usual."""
   if executor not in ("subprocess", "inprocess"):
     raise UserError(f"config.executor={executor!r} is not known; use 'subprocess' (isolated, "
                     "the default) or 'inprocess'.")
   summary = Summary()
   for member in members:
     write_member_file(member)
+  if population:
+    _train_populations(members, summary, executor, python, on_stage)
+  for member in members:
+    if member.name in summary.failed:
+      continue  # its population's training failed: recorded above, retried on a rerun
     if read_status(member.workdir).get("state") == "done":
       summary.skipped.append(member.name)
       continue

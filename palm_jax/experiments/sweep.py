@@ -8,7 +8,10 @@ r"""`config.job = "sweep"`: many runs from one config, and their results as tabl
 
 `config.mode`:
   local      run every unfinished member here, one after another (resumable; failures are
-             recorded and the sweep goes on), then aggregate
+             recorded and the sweep goes on), then aggregate; with `config.population=True`
+             the members that differ only in their seed train as one population first
+             (palm_jax/population.py: one program, N seeds; what a GPU wants for small
+             configs), each into its own folder, then every member's evals run
   expand     only write WORKDIR/runs/<member>/member.json (what would run, and how)
   slurm      write a SLURM job array (WORKDIR/slurm/, launch/slurm_array.sbatch)
   tpu        write a command list for TPU pod slices (WORKDIR/tpu/commands.txt)
@@ -75,7 +78,8 @@ def run(config, workdir: str) -> None:
     return
   if mode == "local":
     summary = runner.run_local(members, executor=config.get("executor", "subprocess"),
-                               python=config.get("python") or None)
+                               python=config.get("python") or None,
+                               population=bool(config.get("population", False)))
     print(summary.text(len(members)), flush=True)
   plots = config.get("plots") or {}
   matrix = ((plots.get("metric", "linear_eval/test_top1"), plots["x"], plots["y"])
