@@ -40,6 +40,7 @@ from palm_jax import budget
 from palm_jax import checkpoint as ckpt_lib
 from palm_jax import experience_log, metrics as metrics_lib, palm_step, preemption, preflight
 from palm_jax import sharding, train
+from palm_jax.envs import frame_stack_env
 from palm_jax.errors import UserError, require
 from palm_jax.representation import offline, simsiam
 
@@ -251,6 +252,8 @@ def train_population(config, workdir: str) -> list[train.TrainResult]:
                                   members=n)
   rollout_fn = palm_step.make_rollout(env, config.log.rollout_rows,
                                       config.env.episode_length, config.agent.action_source)
+  if config.env.get("frame_stack", 0):  # pictures show each stack's newest frame (train.py)
+    rollout_fn = frame_stack_env.newest_frames(rollout_fn)
   explore = train._explore_fn(config, env, mesh)  # pylint: disable=protected-access
   explore_fn = (jax.jit(jax.vmap(explore, in_axes=(0, 0, None, 0, 0)))
                 if explore is not None else None)
