@@ -11,7 +11,20 @@ writes `WORKDIR/score.json`:
     {"game", "seed", "score": mean eval return, "eval_scores": [...], "hns",
      "random", "human", "env_steps", "train_seconds", "eval_seconds", "encoder_init", ...}
 
-Training metrics (loss, ε, steps/s, recent game scores) go to `WORKDIR/metrics.jsonl`.
+Training metrics (loss, ε, steps/s, recent game scores) go to `WORKDIR/metrics.jsonl`,
+with progress and ETA in the log.
+
+Resuming: every `config.checkpoint_every` agent steps, at the end of training and on
+SIGTERM/SIGINT (`palm_jax.preemption`: exit status 3), `WORKDIR/checkpoints/<step>` gets
+the whole loop — agent, optimiser, replay (≈0.7 GB at 100k steps), frame stacks, counters
+and the emulators' machine states — and rerunning the same command continues exactly where
+it stopped (the parameters equal an uninterrupted run's). A finished training is not
+repeated: a rerun restores its last checkpoint and only evaluates. Saves are synchronous
+(the replay is written in place by the next step); `config.checkpoint_keep` are kept.
+
+`config.policy = "random"` trains nothing and scores the uniform random policy (ε = 1) in
+the same wrapper and protocol: the baseline of a short run, measured rather than taken from
+the table (whose random scores came from a different protocol, see `atari_scores`).
 
 The encoder (the conv torso, `palm_jax/models/atari_encoder.py`) starts from scratch
 (`config.encoder_init = "random"`) or from a PALM run's saved encoder
@@ -29,14 +42,16 @@ import jax
 import numpy as np
 from absl import logging
 
+from palm_jax import preemption, preflight
 from palm_jax.agents import drq, drq_loop
 from palm_jax.envs import atari
 from palm_jax.errors import UserError
 from palm_jax.evaluation import atari_scores
-from palm_jax.metrics import MetricWriter
+from palm_jax.metrics import MetricWriter, Progress
 from palm_jax.models.atari_encoder import atari_q_network
 
 ENCODER_INITS = ("random", "palm")
+POLICIES = ("drq", "random")
 
 
 def agent_config(config) -> drq.DrQConfig:
@@ -52,6 +67,12 @@ def agent_config(config) -> drq.DrQConfig:
 def check_config(config) -> None:
   """Refuses bad values with one sentence, before anything is built."""
   atari.game_id(config.game)
+  if config.policy not in POLICIES:
+    raise UserError(f"config.policy={config.policy!r} is not one of {POLICIES} ('random': "
+                    "no training, the uniform random policy's score in the same wrapper).")
+  if int(config.checkpoint_every) < 0 or int(config.checkpoint_keep) < 1:
+    raise UserError(f"config.checkpoint_every={config.checkpoint_every} must be >= 0 (0: only "
+                    f"at the end) and config.checkpoint_keep={config.checkpoint_keep} >= 1.")
   if config.encoder_init not in ENCODER_INITS:
     raise UserError(f"config.encoder_init={config.encoder_init!r} is not one of "
                     f"{ENCODER_INITS}.")
@@ -107,33 +128,85 @@ def initial_params(config, network, restored):
   return load_palm_encoder(params, config.encoder_workdir, restored)
 
 
+def _checkpointing(config, workdir: str):
+  """(save, restore) callables over `WORKDIR/checkpoints` for `drq_loop.train`."""
+  from palm_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  # Synchronous: the replay's arrays are written in place by the very next agent step.
+  ckpt = checkpoint.Checkpointer(checkpoint.checkpoint_dir(workdir),
+                                 max_to_keep=int(config.checkpoint_keep), async_save=False)
+  meta = {"job": "atari100k", "game": atari.game_id(config.game), "seed": int(config.seed)}
+
+  def save(carry: drq_loop.Carry) -> None:
+    ckpt.save(carry.meta["steps"], state=carry.arrays, replay=carry.replay,
+              meta={**meta, "loop": carry.meta})
+
+  def restore(template: drq_loop.Carry):
+    out = ckpt.restore(template.arrays, replay_template=template.replay)
+    if out is None:
+      return None
+    step, arrays, replay, saved = out
+    if replay is None:
+      raise UserError(f"the checkpoint of step {step:,} in {ckpt.directory} has no readable "
+                      "replay buffer, so the run cannot continue as it was; move it aside "
+                      "or use a new --workdir.")
+    logging.info("Resuming %s from agent step %s (%d games played).", meta["game"],
+                 f"{step:,}", len(saved["loop"]["scores"]))
+    return drq_loop.Carry(arrays=arrays, replay=replay, meta=saved["loop"])
+
+  return ckpt, save, restore
+
+
 def run(config, workdir: str) -> dict:
   check_config(config)
   agent = agent_config(config)
+  preflight.write_config(workdir, "atari100k", config)  # what a resume is checked against
   # Read the PALM encoder first: a wrong workdir is refused before anything compiles.
   restored = (read_palm_encoder(config.encoder_workdir)
-              if config.encoder_init == "palm" else None)
+              if config.encoder_init == "palm" and config.policy == "drq" else None)
   env_kwargs = dict(terminal_on_life_loss=config.terminal_on_life_loss,
                     noop_max=config.noop_max, max_episode_steps=config.max_episode_steps,
                     repeat_action_probability=config.repeat_action_probability)
   game = atari.game_id(config.game)
   env = atari.AtariVectorEnv(game, config.num_envs, config.seed * 1000, **env_kwargs)
   network = atari_q_network(env.num_actions, freeze_encoder=config.freeze_encoder)
-  params = initial_params(config, network, restored)
   writer = MetricWriter(workdir)
+  if config.policy == "random":  # the baseline: no training, uniform random actions
+    result = None
+    params = network.init(jax.random.PRNGKey(config.seed),
+                          np.zeros((1, 84, 84, atari.STACK_SIZE), np.float32))
+    epsilon = 1.0
+  else:
+    params = initial_params(config, network, restored)
+    ckpt, save, restore = _checkpointing(config, workdir)
+    progress = Progress(int(config.total_env_steps), unit="agent steps")
 
-  def on_log(step, row):
-    writer.write_scalars(step, row)
-    logging.info("%s step %d: %s", game, step,
-                 ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
+    def on_log(step, row):
+      writer.write_scalars(step, row)
+      logging.info("%s step %d: %s", game, step,
+                   ", ".join(f"{k}={v:.4g}" for k, v in row.items()))
+      progress.update(step)
 
-  result = drq_loop.train(env, network, agent, int(config.total_env_steps), config.seed,
-                          params=params, log_every=int(config.log_every), on_log=on_log)
+    def restore_and_trim(template):
+      saved = restore(template)
+      if saved is not None:  # metrics logged after the checkpoint are logged again
+        writer.truncate_after(int(saved.meta["steps"]))
+        progress.update(int(saved.meta["steps"]), timed=False)
+      return saved
+
+    result = drq_loop.train(env, network, agent, int(config.total_env_steps), config.seed,
+                            params=params, log_every=int(config.log_every), on_log=on_log,
+                            checkpoint_every=int(config.checkpoint_every), save=save,
+                            restore=restore_and_trim, stop_requested=preemption.requested)
+    ckpt.close()
+    if result.stopped:
+      writer.close()
+      raise preemption.stopped(f"{result.env_steps:,} agent steps of {game}",
+                               f"agent step {result.env_steps:,} in {ckpt.directory}")
+    params, epsilon = result.state.params, agent.epsilon_eval
   eval_env = atari.AtariVectorEnv(game, config.eval_num_envs, config.seed * 1000 + 500,
                                   **env_kwargs)
   start = time.time()
-  scores = drq_loop.evaluate(eval_env, network, result.state.params,
-                             int(config.eval_episodes), agent.epsilon_eval,
+  scores = drq_loop.evaluate(eval_env, network, params, int(config.eval_episodes), epsilon,
                              config.seed + 1,
                              max_env_steps=int(config.eval_max_env_steps) or None)
   eval_seconds = time.time() - start
@@ -143,10 +216,12 @@ def run(config, workdir: str) -> dict:
       "eval_scores": scores, "hns": atari_scores.human_normalized(game, score),
       "random": atari_scores.RANDOM_SCORES[atari_scores.score_key(game)],
       "human": atari_scores.HUMAN_SCORES[atari_scores.score_key(game)],
-      "env_steps": result.env_steps, "train_seconds": result.seconds,
-      "eval_seconds": eval_seconds, "train_games": len(result.game_scores),
+      "policy": config.policy, "eval_epsilon": epsilon,
+      "env_steps": result.env_steps if result else 0,
+      "train_seconds": result.seconds if result else 0.0,
+      "eval_seconds": eval_seconds, "train_games": len(result.game_scores) if result else 0,
       "train_score_last10": (float(np.mean(result.game_scores[-10:]))
-                             if result.game_scores else None),
+                             if result and result.game_scores else None),
       "encoder_init": config.encoder_init, "freeze_encoder": bool(config.freeze_encoder),
   }
   if jax.process_index() == 0:
@@ -155,5 +230,5 @@ def run(config, workdir: str) -> dict:
       json.dump(out, f, indent=2)
   writer.close()
   logging.info("%s: score %.2f (HNS %.3f) over %d episodes; train %.0f s, eval %.0f s",
-               game, score, out["hns"], len(scores), result.seconds, eval_seconds)
+               game, score, out["hns"], len(scores), out["train_seconds"], eval_seconds)
   return out

@@ -118,7 +118,7 @@ def run_job(config, workdir: str, allow_config_change: bool | None = None) -> No
     module = "palm_jax.population"  # N members in one vmapped program
   with preemption.stop_requests():
     importlib.import_module(module).run(config, workdir)
-  if job not in ("palm", "gan"):  # those write it once their own validation has passed
+  if job not in ("palm", "gan", "atari100k"):  # those write it once validated, before training
     preflight.write_config(workdir, job, config)
 
 

@@ -27,6 +27,7 @@ from palm_jax.errors import UserError, require
 SAFE_FIELDS = {
     "palm": ("log.rollout_every_chunks", "log.rollout_rows", "eval.",
              "checkpoint.every_chunks", "checkpoint.keep"),
+    "atari100k": ("log_every", "checkpoint_every", "checkpoint_keep", "eval_"),
     "gan": ("log_every_kimg", "sample_every_kimg", "checkpoint_every_kimg",
             "keep_checkpoints", "fid."),
 }

@@ -17,15 +17,66 @@ def _config(arg="breakout,tiny"):
   return runpy.run_path(str(CONFIG))["get_config"](arg)
 
 
-def test_tiny_run_writes_a_score(tmp_path):
-  from palm_jax.main import JOBS, run_job  # pylint: disable=g-import-not-at-top
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  """The tiny job run once, start to end (checkpoints every 20 of its 60 agent steps)."""
+  from palm_jax.main import run_job  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path_factory.mktemp("uninterrupted")
+  run_job(_config(), str(workdir))
+  return workdir
+
+
+def _rows(workdir):
+  return [json.loads(l) for l in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_tiny_run_writes_a_score(uninterrupted):
+  from palm_jax.main import JOBS  # pylint: disable=g-import-not-at-top
   assert JOBS["atari100k"] == "palm_jax.atari100k"
-  run_job(_config(), str(tmp_path))
-  out = json.loads((tmp_path / "score.json").read_text())
-  assert out["game"] == "breakout" and out["env_steps"] == 60
+  out = json.loads((uninterrupted / "score.json").read_text())
+  assert out["game"] == "breakout" and out["env_steps"] == 60 and out["policy"] == "drq"
   assert out["hns"] == pytest.approx((out["score"] - 1.7) / (30.5 - 1.7))
-  lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  lines = _rows(uninterrupted)
   assert [r["step"] for r in lines] == [20, 40, 60] and "loss" in lines[-1]
+  assert sorted(p.name for p in (uninterrupted / "checkpoints").iterdir()
+                if p.name.isdigit()) == ["40", "60"]  # checkpoint_keep = 2
+
+
+def test_a_stopped_run_resumes_exactly(uninterrupted, tmp_path, monkeypatch):
+  """SIGTERM at agent step 25 (between checkpoints), rerun: same losses, same scores."""
+  from palm_jax import preemption  # pylint: disable=g-import-not-at-top
+  from palm_jax.main import run_job  # pylint: disable=g-import-not-at-top
+  polls = []
+
+  def requested(sync=True):  # pylint: disable=unused-argument
+    polls.append(1)
+    return len(polls) == 25  # polled once per agent step (1 environment), mid-game
+
+  monkeypatch.setattr(preemption, "requested", requested)
+  with pytest.raises(preemption.Preempted, match="agent step 25"):
+    run_job(_config(), str(tmp_path))
+  assert not (tmp_path / "score.json").exists()
+  assert (tmp_path / "checkpoints" / "25").is_dir()
+  run_job(_config(), str(tmp_path))  # the same command again
+  keys = ("step", "loss", "epsilon", "train_score_last10")
+  pick = lambda rows: [{k: r.get(k) for k in keys} for r in rows]  # noqa: E731
+  assert pick(_rows(tmp_path)) == pick(_rows(uninterrupted))
+  a = json.loads((tmp_path / "score.json").read_text())
+  b = json.loads((uninterrupted / "score.json").read_text())
+  for k in ("eval_scores", "train_games", "train_score_last10", "env_steps"):
+    assert a[k] == b[k], k
+  c = _config()
+  c.agent.learning_rate = 1e-3  # a rerun that would compute something else is refused
+  with pytest.raises(UserError, match="agent.learning_rate"):
+    run_job(c, str(tmp_path))
+
+
+def test_random_policy_baseline(tmp_path):
+  c = _config()
+  c.policy = "random"
+  out = atari100k.run(c, str(tmp_path))
+  assert out["policy"] == "random" and out["eval_epsilon"] == 1.0 and out["env_steps"] == 0
+  assert not (tmp_path / "checkpoints").exists()
 
 
 @pytest.mark.parametrize("field,value,match", [
@@ -34,6 +85,8 @@ def test_tiny_run_writes_a_score(tmp_path):
     ("encoder_init", "palm", "encoder_workdir"),
     ("freeze_encoder", True, "random encoder"),
     ("total_env_steps", 0, "at least 1"),
+    ("policy", "greedy", "config.policy"),
+    ("checkpoint_every", -1, "checkpoint_every"),
 ])
 def test_refusals_name_the_value(field, value, match):
   c = _config()

@@ -26,6 +26,9 @@ def get_config(arg: str = "pong"):
   c.eval_num_envs = 10                # evaluation games played side by side (10 each)
   c.eval_max_env_steps = 0            # >0: stop evaluating after this many env steps (CPU runs)
   c.log_every = 1_000                 # agent steps between metric lines
+  c.checkpoint_every = 10_000         # agent steps between checkpoints (0: only at the end)
+  c.checkpoint_keep = 2               # newest checkpoints kept (each holds the replay)
+  c.policy = "drq"                    # "random": no training, score uniform random actions
   # Environment (palm_jax/envs/atari.py; each convention cited there).
   c.terminal_on_life_loss = True      # AtariPreprocessing.terminal_on_life_loss
   c.noop_max = 0                      # Dopamine's Atari 100k uses no no-op starts
@@ -49,6 +52,7 @@ def get_config(arg: str = "pong"):
     c.eval_max_env_steps = 60
     c.max_episode_steps = 30
     c.log_every = 20
+    c.checkpoint_every = 20
     c.agent.min_replay_history = 24
     c.agent.epsilon_decay_period = 20
     c.agent.batch_size = 4

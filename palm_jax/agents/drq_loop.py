@@ -15,13 +15,18 @@ A life loss ends the *agent's* episode (terminal for the bootstrap, fresh frame 
 the game; scores are whole-game sums of raw rewards, as Dopamine's Runner reports them.
 Evaluation plays `num_episodes` whole games at ε_eval without storing or updating, each of
 the N environments playing ⌈episodes / N⌉ of them (so short games are not over-counted).
+
+Resuming (Dopamine's Runner checkpoints agent and replay every iteration): `Carry` is all
+the loop holds — agent state, PRNG key, frame stacks, replay, counters and the emulators'
+machine states — so a run saved and restored at any step continues bit for bit as if it
+had never stopped (`tests/test_atari100k_job.py` checks this).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
@@ -29,6 +34,7 @@ import numpy as np
 from palm_jax.agents import drq
 from palm_jax.agents.nstep_replay import NStepReplay
 from palm_jax.envs.atari import FrameStack
+from palm_jax.errors import UserError
 
 
 @dataclasses.dataclass
@@ -36,68 +42,146 @@ class TrainResult:
   state: drq.DrQState
   env_steps: int
   game_scores: list          # raw score of every game finished during training, in order
-  seconds: float             # wall time of the loop (compilation included)
+  seconds: float             # wall time of the loop (compilation included), over all resumes
   losses: list              # (env step, loss) at each log point
+  stopped: bool = False      # `stop_requested` ended the loop early (a checkpoint was saved)
 
 
 def _log_point(every: int, before: int, after: int) -> bool:
   return every > 0 and after // every > before // every
 
 
+class Carry(NamedTuple):
+  """What the loop holds between agent steps, as a checkpoint stores it.
+
+  `arrays` (the agent's state, PRNG key, frame stacks, running game scores, episode starts)
+  and `replay` (the replay's columns) are array pytrees; `meta` is JSON: the counters, the
+  finished games' scores, the replay's and the emulators' states (`AtariVectorEnv.get_state`:
+  ALE's serialised machine state with its RNG, so a resumed run plays the same frames).
+  """
+  arrays: dict
+  replay: dict
+  meta: dict
+
+
+class _Loop:
+  """The host loop's state and one agent step; `carry()` / `load()` round-trip it."""
+
+  def __init__(self, env, network, config: drq.DrQConfig, num_env_steps: int, seed: int,
+               stack: int, params: Any, clip_rewards: bool, frame_dtype):
+    n = env.num_envs
+    self.env, self.config, self.clip_rewards = env, config, clip_rewards
+    key = jax.random.PRNGKey(seed)
+    self.key, init_key = jax.random.split(key)
+    optimizer = drq.make_optimizer(config)
+    self.frames = FrameStack(n, env.frame_shape, stack, frame_dtype)
+    self.state = drq.init_state(network, optimizer, self.frames.state[:1], init_key, params)
+    self.update = drq.make_update(network, optimizer, config)
+    self.act = drq.make_act(network, env.num_actions)
+    self.replay = NStepReplay(min(config.replay_capacity, math.ceil(num_env_steps / n) + 1),
+                              n, env.frame_shape, frame_dtype, stack, config.update_horizon,
+                              config.gamma, seed)
+    self.first = np.ones(n, bool)
+    self.frames.update(env.reset(), self.first)
+    self.scores, self.running = [], np.zeros(n, np.float64)
+    self.losses, self.metrics = [], {}
+    self.steps, self.owed, self.seconds_before = 0, 0.0, 0.0
+
+  def step(self) -> float:
+    """One agent step in every environment (and the updates it owes); returns ε."""
+    config, n = self.config, self.env.num_envs
+    self.key, act_key = jax.random.split(self.key)
+    eps = drq.linearly_decaying_epsilon(self.steps, config)
+    action = np.asarray(self.act(self.state.params, self.frames.state, act_key, eps))
+    obs, reward, terminal, game_over = self.env.step(action)
+    end = terminal | game_over
+    self.replay.add(self.frames.state[..., -1], action,
+                    np.clip(reward, -1.0, 1.0) if self.clip_rewards else reward,
+                    terminal, end, self.first)
+    self.running += reward
+    for i in np.nonzero(game_over)[0]:
+      self.scores.append(float(self.running[i]))
+      self.running[i] = 0.0
+    self.first = end
+    self.frames.update(obs, end)
+    self.steps += n
+    if self.replay.num_transitions > config.min_replay_history:
+      self.owed += n / config.update_period
+      while self.owed >= 1.0:
+        self.state, self.metrics = self.update(self.state,
+                                               self.replay.sample(config.batch_size))
+        self.owed -= 1.0
+    return float(eps)
+
+  def carry(self, seconds: float) -> Carry:
+    if not hasattr(self.env, "get_state"):
+      raise UserError(f"{type(self.env).__name__} cannot save its state, so this loop "
+                      "cannot be checkpointed; run it without checkpoint_every.")
+    arrays = {"agent": self.state, "key": self.key, "frames": self.frames.state,
+              "running": self.running, "first": self.first}
+    meta = {"steps": self.steps, "owed": self.owed, "scores": self.scores,
+            "losses": self.losses, "seconds": self.seconds_before + seconds,
+            "replay": self.replay.get_meta(), "env": self.env.get_state()}
+    return Carry(arrays=arrays, replay=self.replay.get_arrays(), meta=meta)
+
+  def load(self, carry: Carry) -> None:
+    a, m = carry.arrays, carry.meta
+    self.state, self.key = a["agent"], a["key"]
+    self.frames.state[...] = a["frames"]
+    self.running, self.first = np.array(a["running"]), np.array(a["first"])
+    self.steps, self.owed, self.seconds_before = int(m["steps"]), float(m["owed"]), \
+        float(m["seconds"])
+    self.scores, self.losses = list(m["scores"]), [tuple(x) for x in m["losses"]]
+    self.replay.load(carry.replay, m["replay"])
+    self.env.set_state(m["env"])
+
+
 def train(env, network, config: drq.DrQConfig, num_env_steps: int, seed: int, *,
           stack: int = 4, params: Any = None, clip_rewards: bool = True,
           log_every: int = 0, on_log: Callable[[int, dict], None] | None = None,
-          frame_dtype=np.uint8) -> TrainResult:
-  """Trains for `num_env_steps` environment steps (rounded up to whole iterations)."""
-  n = env.num_envs
-  key = jax.random.PRNGKey(seed)
-  key, init_key = jax.random.split(key)
-  optimizer = drq.make_optimizer(config)
-  frames = FrameStack(n, env.frame_shape, stack, frame_dtype)
-  state = drq.init_state(network, optimizer, frames.state[:1], init_key, params)
-  update = drq.make_update(network, optimizer, config)
-  act = drq.make_act(network, env.num_actions)
-  replay = NStepReplay(min(config.replay_capacity, math.ceil(num_env_steps / n) + 1), n,
-                       env.frame_shape, frame_dtype, stack, config.update_horizon,
-                       config.gamma, seed)
-  obs = env.reset()
-  first = np.ones(n, bool)
-  frames.update(obs, first)
-  scores, running = [], np.zeros(n, np.float64)
-  losses, metrics = [], {}
-  steps, owed = 0, 0.0
-  start = time.time()
-  while steps < num_env_steps:
-    key, act_key = jax.random.split(key)
-    eps = drq.linearly_decaying_epsilon(steps, config)
-    action = np.asarray(act(state.params, frames.state, act_key, eps))
-    obs, reward, terminal, game_over = env.step(action)
-    end = terminal | game_over
-    replay.add(frames.state[..., -1], action,
-               np.clip(reward, -1.0, 1.0) if clip_rewards else reward, terminal, end, first)
-    running += reward
-    for i in np.nonzero(game_over)[0]:
-      scores.append(float(running[i]))
-      running[i] = 0.0
-    first = end
-    frames.update(obs, end)
-    before, steps = steps, steps + n
-    if replay.num_transitions > config.min_replay_history:
-      owed += n / config.update_period
-      while owed >= 1.0:
-        state, metrics = update(state, replay.sample(config.batch_size))
-        owed -= 1.0
-    if _log_point(log_every, before, steps):
-      row = {"epsilon": float(eps), "steps_per_s": steps / (time.time() - start)}
-      if metrics:
-        row["loss"] = float(metrics["loss"])
-        losses.append((steps, row["loss"]))
-      if scores:
-        row["train_score_last10"] = float(np.mean(scores[-10:]))
+          frame_dtype=np.uint8, checkpoint_every: int = 0,
+          save: Callable[[Carry], None] | None = None,
+          restore: Callable[[Carry], Carry | None] | None = None,
+          stop_requested: Callable[[], bool] | None = None) -> TrainResult:
+  """Trains for `num_env_steps` environment steps (rounded up to whole iterations).
+
+  Checkpointing (all optional): `restore(template)` is called once before the first step
+  with the fresh loop's `Carry` (shapes to restore into) and returns a saved `Carry` or
+  None; `save(carry)` is called every `checkpoint_every` env steps, after the last step, and
+  when `stop_requested()` (polled after every step) turns true — the loop then returns with
+  `stopped=True`. A resumed run continues the same computation: same PRNG streams, replay,
+  and emulator states, so its parameters equal an uninterrupted run's.
+  """
+  loop = _Loop(env, network, config, num_env_steps, seed, stack, params, clip_rewards,
+               frame_dtype)
+  saving = save is not None and (checkpoint_every > 0 or stop_requested is not None)
+  if restore is not None:
+    saved = restore(loop.carry(0.0))
+    if saved is not None:
+      loop.load(saved)
+  start, start_steps, stopped = time.time(), loop.steps, False
+  while loop.steps < num_env_steps:
+    before = loop.steps
+    eps = loop.step()
+    if _log_point(log_every, before, loop.steps):
+      row = {"epsilon": eps,
+             "steps_per_s": (loop.steps - start_steps) / (time.time() - start)}
+      if loop.metrics:
+        row["loss"] = float(loop.metrics["loss"])
+        loop.losses.append((loop.steps, row["loss"]))
+      if loop.scores:
+        row["train_score_last10"] = float(np.mean(loop.scores[-10:]))
       if on_log is not None:
-        on_log(steps, row)
-  return TrainResult(state=state, env_steps=steps, game_scores=scores,
-                     seconds=time.time() - start, losses=losses)
+        on_log(loop.steps, row)
+    stopped = stop_requested is not None and loop.steps < num_env_steps and stop_requested()
+    if saving and (stopped or _log_point(checkpoint_every, before, loop.steps)
+                   or loop.steps >= num_env_steps):
+      save(loop.carry(time.time() - start))
+    if stopped:
+      break
+  return TrainResult(state=loop.state, env_steps=loop.steps, game_scores=loop.scores,
+                     seconds=loop.seconds_before + time.time() - start, losses=loop.losses,
+                     stopped=stopped)
 
 
 def evaluate(env, network, params: Any, num_episodes: int, epsilon: float, seed: int, *,

@@ -58,6 +58,23 @@ class NStepReplay:
     self.terminal[i], self.end[i], self.first[i] = terminal, end, first
     self.count += 1
 
+  _COLUMNS = ("frame", "action", "reward", "terminal", "end", "first")
+
+  def get_arrays(self) -> dict:
+    """The ring's columns (views, not copies: save them before the next `add`)."""
+    return {name: getattr(self, name) for name in self._COLUMNS}
+
+  def get_meta(self) -> dict:
+    """The write count and the sampling RNG's state, as JSON."""
+    return {"count": self.count, "rng": self._rng.bit_generator.state}
+
+  def load(self, arrays: dict, meta: dict) -> None:
+    """Restores what `get_arrays` / `get_meta` returned (shapes must match this ring)."""
+    for name in self._COLUMNS:
+      getattr(self, name)[...] = arrays[name]
+    self.count = int(meta["count"])
+    self._rng.bit_generator.state = meta["rng"]
+
   def _stack(self, t: np.ndarray, e: np.ndarray) -> np.ndarray:
     """States `[B, *frame, stack]` ending at absolute steps `t` of columns `e`."""
     out = np.zeros((len(t),) + self.frame.shape[2:] + (self.stack,), self.frame.dtype)

@@ -30,6 +30,7 @@ each on one CPU core), enough for Atari 100k's single environment.
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 
 import numpy as np
@@ -191,6 +192,24 @@ class AtariEnv:
     return StepResult(self._pool_and_resize(), total, terminal, game_over)
 
 
+  def get_state(self) -> dict:
+    """The emulator's machine state (with its RNG) and this wrapper's, as JSON."""
+    return {"ale": base64.b64encode(self.ale.cloneState(include_rng=True).serialize())
+                   .decode("ascii"),
+            "buffers": base64.b64encode(np.stack(self._buffers).tobytes()).decode("ascii"),
+            "rng": self._rng.bit_generator.state, "lives": self.lives, "steps": self.steps}
+
+  def set_state(self, state: dict) -> None:
+    """Continues from a `get_state()` of the same game (same frames, same rewards)."""
+    import ale_py  # pylint: disable=g-import-not-at-top
+    self.ale.restoreState(ale_py.ALEState(base64.b64decode(state["ale"])))
+    buffers = np.frombuffer(base64.b64decode(state["buffers"]), np.uint8)
+    for i, b in enumerate(buffers.reshape((2,) + self._buffers[0].shape)):
+      self._buffers[i][...] = b
+    self._rng.bit_generator.state = state["rng"]
+    self.lives, self.steps = int(state["lives"]), int(state["steps"])
+
+
 class FrameStack:
   """The agent's states: the last `stack` frames, `[N, *frame_shape, stack]`, newest last.
 
@@ -233,6 +252,16 @@ class AtariVectorEnv:
 
   def reset(self) -> np.ndarray:
     return np.stack([e.reset() for e in self.envs])
+
+  def get_state(self) -> list:
+    return [e.get_state() for e in self.envs]
+
+  def set_state(self, states: list) -> None:
+    if len(states) != len(self.envs):
+      raise UserError(f"the saved run played {len(states)} environments, this one "
+                      f"{len(self.envs)}; resume with the same num_envs.")
+    for e, s in zip(self.envs, states):
+      e.set_state(s)
 
   def step(self, actions: np.ndarray):
     obs, rew, term, over = [], [], [], []
