@@ -16,9 +16,9 @@ with progress and ETA in the log.
 
 Resuming: every `config.checkpoint_every` agent steps, at the end of training and on
 SIGTERM/SIGINT (`palm_jax.preemption`: exit status 3), `WORKDIR/checkpoints/<step>` gets
-the whole loop — agent, optimiser, replay (≈0.7 GB at 100k steps), frame stacks, counters
-and the emulators' machine states — and rerunning the same command continues exactly where
-it stopped (the parameters equal an uninterrupted run's). A finished training is not
+the whole loop — agent, optimiser, replay (0.7 GB of frames at 100k steps, raw), frame
+stacks, counters and the emulators' machine states — and rerunning the same command
+continues exactly where it stopped (the parameters equal an uninterrupted run's). A finished training is not
 repeated: a rerun restores its last checkpoint and only evaluates. Saves are synchronous
 (the replay is written in place by the next step); `config.checkpoint_keep` are kept.
 
