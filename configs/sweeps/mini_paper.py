@@ -12,6 +12,9 @@ Members (configs/mini.py: 64 envs, ResNet (1,1,1,1) width 16, batch 128, base_lr
 
   palm            PALM on the subset GAN (/work/study/gan_subset/generator.npz, or the
                   untrained generator of the same architecture with `:random`)
+  palm_alpha0.01  PALM with SAC's initial temperature 0.01 instead of the paper's 0.1:
+                  at 615 updates the default keeps the 64-d policy at maximum entropy
+                  (BENCHMARKS.md, "third session"); 0.01 is the value that explored there
   random_actions  uniform actions instead of the SAC policy
   beta0           beta = 0: no temporal persistence (each frame a fresh mix)
   alpha0          alpha = 0: the action has no effect (the agent steers nothing)
@@ -45,6 +48,7 @@ def get_config(arg=None):
   offline_real = {"simsiam.pairs": "real"}
   c.variants = (
       ("palm", {}),
+      ("palm_alpha0.01", {"agent.init_alpha": 0.01}),
       ("random_actions", {"agent.action_source": "random"}),
       ("beta0", {"env.beta": 0.0}),
       ("alpha0", {"env.alpha": 0.0}),
