@@ -202,6 +202,7 @@ def test_aggregation_matches_hand_computation_and_lists_failures(fake_jobs, tmp_
                                           "test_top1": value, "weight_decay_grid": [1, 2]})
     _write(f"{d}/eval/ood_details.json", {"step": 96, "auroc": {"svhn": {"msp": value + 0.2,
                                                                          "knn": 0.5}},
+                                          "probe_test_top1": value - 0.01,
                                           "in_distribution": {"test": "npz:t"}, "x": 1})
     _write(f"{d}/eval/ood.json", {"svhn": {"msp": 0.0, "knn": 0.0}})  # read via details
     _write(f"{d}/eval/notes.json", ["foreign", "file"])                 # ignored
@@ -215,7 +216,7 @@ def test_aggregation_matches_hand_computation_and_lists_failures(fake_jobs, tmp_
   result = aggregate.aggregate(list(members.values()), workdir, title="Hand")
   with open(result["csv"]) as f:
     rows = list(csv.DictReader(f))
-  assert len(rows) == 6 * 3 + 1  # every member x metric (+ the snapshot), none dropped
+  assert len(rows) == 6 * 4 + 1  # every member x metric (+ the snapshot), none dropped
   by = {(r["member"], r["metric"]): r for r in rows}
   assert by[("alpha=0.5__seed=1", "linear_eval/test_top1")]["status"] == "failed"
   assert by[("alpha=0.5__seed=1", "linear_eval/test_top1")]["value"] == ""
@@ -227,8 +228,9 @@ def test_aggregation_matches_hand_computation_and_lists_failures(fake_jobs, tmp_
   assert "| alpha=0 | 96 | 0.3300 ± 0.0265 (n=3) |" in md
   assert "| alpha=0 | 48 | 0.2500 ± – (n=1) |" in md
   assert "| alpha=0.5 | 96 | 0.4000 ± – (n=1) |" in md and "(n=0)" not in md
-  assert "| condition | svhn/msp | svhn/knn |" in md
-  assert "| alpha=0 | 0.5300 ± 0.0265 (n=3) | 0.5000 ± 0.0000 (n=3) |" in md
+  assert "| condition | svhn/msp | svhn/knn | probe_test_top1 |" in md
+  assert ("| alpha=0 | 0.5300 ± 0.0265 (n=3) | 0.5000 ± 0.0000 (n=3) | 0.3200 ± 0.0265 (n=3) |"
+          in md)
   assert "- `alpha=0.5__seed=1`: failed — train: NaN loss at step 40." in md
   assert "- `alpha=0.5__seed=2`: missing" in md
   mean, std, n = aggregate.mean_std([0.30, 0.34, 0.35])

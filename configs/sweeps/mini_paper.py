@@ -63,5 +63,5 @@ def get_config(arg=None):
           "data.ood": f"npz:{_SUBSET / 'cifar100_test_partial.npz'},interp"}
   c.evals = (("ood_eval", "configs/ood_eval.py", data),)
   c.plots.kind = "bar"
-  c.plots.metric = "ood_eval/probe_test_top1"
+  c.plots.metric = "ood/probe_test_top1"  # ood_details.json's probe (aggregate.py)
   return c

@@ -6,7 +6,9 @@ Metrics are read from every `runs/<member>/eval/*.json`, by content rather than 
   * a linear probe result (palm_jax/evaluation/linear_eval.py: a dict with `test_top1`,
     `dataset`, `step`)            → metric `linear_eval/test_top1`
   * an OOD details file (palm_jax/evaluation/ood_eval.py `ood_details.json`: `auroc` =
-    {set: {score: auroc}}, `step`) → metrics `ood/<set>/<score>`; a bare `ood.json`
+    {set: {score: auroc}}, `step`, `probe_test_top1`) → metrics `ood/<set>/<score>` and
+    `ood/probe_test_top1` (the linear probe behind MSP, on the in-distribution test
+    set: the probe top-1 of a sweep whose only eval is ood_eval); a bare `ood.json`
     ({set: {score: auroc}}) is read only when no file of the member carries `auroc`
   * anything else (ROC curves, later analyses' files) is ignored; extra fields are fine.
 
@@ -82,6 +84,7 @@ def read_metrics(member_dir: str) -> list[dict]:
       for set_name, by_score in obj["auroc"].items():
         for score, value in by_score.items():
           add(f"ood/{set_name}/{score}", dataset, step, value, name)
+      add("ood/probe_test_top1", dataset, step, obj.get("probe_test_top1"), name)
     elif not has_details and _auroc_map(obj):
       for set_name, by_score in obj.items():
         for score, value in by_score.items():

@@ -92,5 +92,8 @@ def run(config, workdir: str) -> None:
                           os.path.join(workdir, "plots"), kind=plots["kind"],
                           metric=plots.get("metric", "linear_eval/test_top1"),
                           x=plots.get("x", ""), y=plots.get("y", ""), title=title)
+    have = sorted({r["metric"] for r in result["rows"] if r["value"] != ""})
     print(f"sweep: wrote {path}" if path else
-          f"sweep: no member has {plots.get('metric')!r} yet; no plot drawn.", flush=True)
+          f"sweep: no member has {plots.get('metric')!r} yet; no plot drawn"
+          + (f" (the members have: {', '.join(have)}; set config.plots.metric to one)."
+             if have else "."), flush=True)
