@@ -53,6 +53,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.probe.max_iter = 1000         # L-BFGS iterations at most (per λ)
   config.probe.tol = 1e-5              # stop when the gradient norm falls below this
 
+  # Weighted kNN classifier (InstDisc / solo-learn): cosine similarity, votes exp(s / T)
+  # over the k nearest train features; top-1 per k on the test split.
+  config.knn = ml_collections.ConfigDict()
+  config.knn.ks = (20, 200)
+  config.knn.temperature = 0.07
+  # Repeated stratified k-fold over train + test pooled (palm_jax/evaluation/cv_probe.py):
+  # every labelled image tested once per repeat, the probe's weight decay chosen inside
+  # each training fold. 0 repeats = off (full CIFAR's 10k-image test split resolves the
+  # probe to ~0.5 points already); the CIFAR subsets need it (1,017 test images: ~1.5).
+  config.cv = ml_collections.ConfigDict()
+  config.cv.folds = 5
+  config.cv.repeats = 0
+  config.cv.images = "all"   # "train": the training split alone (choose settings blind to test)
+
   if arg == "smoke":
     config.data.train = f"npz:{SHARED}/cifar10_train_partial.npz"
     config.data.test = f"npz:{SHARED}/cifar10_test_partial.npz"
@@ -61,6 +75,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.encoder.width = 8
     config.batch_size = 128
     config.probe.max_iter = 100
+    config.cv.repeats = 1
   elif arg:
     raise ValueError(f"unknown config argument {arg!r}; give none, or ':smoke' for the tiny "
                      "variant (e.g. --config=configs/linear_eval.py:smoke).")

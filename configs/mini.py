@@ -1,9 +1,12 @@
 r"""PALM at laptop scale on the real CIFAR-10 subset: the base of the mini study (issue 10).
 
-    # the generator, made once (~15-30 min on 2 CPU cores; the exact command is in
-    # BENCHMARKS.md, "Does PALM learn?"), then:
-    python -m palm_jax.main --config=configs/mini.py --workdir=runs/mini_palm \
-        --config.generator=/work/study/gan_subset/generator.npz
+    python -m palm_jax.main --config=configs/mini.py --workdir=runs/mini_palm
+
+The world is the shared subset generator, `../shared/data/generators/cifar10_subset_g64/
+generator.npz` (111.6 kimg of configs/gan_cifar10_subset.py), when `../shared` is beside
+the checkout. On a machine without it the run first trains that generator into
+WORKDIR/gan/ (configs/gan_cifar10_subset.py, 112 kimg: about 2 h on one CPU core, minutes
+on a GPU; resumable) and says so; `--config.generator=FILE` names any other.
 
 Everything is configs/cifar10.py's (the paper's method) except the sizes: 128 envs of
 20-frame episodes on a small conditional StyleGAN2-ADA trained on the 5,170-image CIFAR-10
@@ -26,15 +29,19 @@ import pathlib
 import runpy
 
 _HERE = pathlib.Path(__file__).resolve().parent
-SUBSET = _HERE.parent.parent / "shared" / "data" / "cifar_subset"
-GENERATOR = "/work/study/gan_subset/generator.npz"  # override with --config.generator
+SHARED = _HERE.parent.parent / "shared" / "data"
+SUBSET = SHARED / "cifar_subset"
+# The shared subset generator; "" (train it first into WORKDIR/gan/) when it is not here.
+SHARED_GENERATOR = SHARED / "generators" / "cifar10_subset_g64" / "generator.npz"
+GENERATOR = str(SHARED_GENERATOR) if SHARED_GENERATOR.exists() else ""
 
 
 def get_config(arg: str | None = None):
-  """`arg`: None (the subset GAN at GENERATOR) or "random" (an untrained generator of the
-  same architecture: no GAN needed; what temporal pairs give without a trained world)."""
+  """`arg`: None (the subset GAN: GENERATOR, or trained first) or "random" (an untrained
+  generator of the same architecture: what temporal pairs give without a trained world)."""
   c = runpy.run_path(str(_HERE / "cifar10.py"))["get_config"]()
   c.generator = GENERATOR
+  c.gan = runpy.run_path(str(_HERE / "gan_cifar10_subset.py"))["get_config"]()
   if arg == "random":
     c.generator = "random"
     c.generator_kwargs = dict(  # the subset GAN's architecture (BENCHMARKS.md command)

@@ -10,6 +10,7 @@ Any config field can be overridden on the command line, e.g.
   linear_eval  linear probe of a run's encoder
   ood_eval     out-of-distribution detection with a run's encoder
   coverage     how many training images generated ones cover (uniform vs PALM, Table 3)
+  cas          classification accuracy score of conditional generators (class content)
   sample       render a class-by-sample grid from a generator
   atari100k    DrQ(ε) on one Atari 100k game, then evaluation (configs/atari/drq.py:<game>)
   collect      Atari frames from N emulators into a frame log (configs/atari/collect.py:<game>)
@@ -45,6 +46,7 @@ JOBS = {
     "linear_eval": "palm_jax.evaluation.linear_eval",
     "ood_eval": "palm_jax.evaluation.ood_eval",
     "coverage": "palm_jax.evaluation.coverage_eval",
+    "cas": "palm_jax.evaluation.cas_eval",
     "sample": "palm_jax.sample",
     "atari100k": "palm_jax.atari100k",
     "collect": "palm_jax.atari_collect",

@@ -80,6 +80,16 @@ def test_linear_eval_restores_the_checkpoint(files):
   assert result["test_top1"] >= 0.9 and result["train_top1"] >= 0.9
   assert result["weight_decay"] in result["weight_decay_grid"]
   assert result["dataset"] == "train"
+  # The weighted kNN classifier on the split, and the repeated stratified k-fold over
+  # train + test pooled (the :smoke config: 5 folds, 1 repeat), all 712 images tested.
+  assert set(result["knn_top1"]) == {"20", "200"}
+  assert all(v >= 0.9 for v in result["knn_top1"].values())
+  cv = result["cv"]
+  assert (cv["num_images"], cv["folds"], cv["repeats"]) == (712, 5, 1)
+  assert cv["probe_top1"] >= 0.9 and set(cv["knn_top1"]) == {"20", "200"}
+  p = cv["probe_top1"]
+  assert cv["probe_top1_se"] == pytest.approx(np.sqrt(p * (1 - p) / 712))
+  assert np.mean(cv["probe_fold_top1"][0]) == pytest.approx(p, abs=0.01)
   eval_dir = pathlib.Path(files["run"]) / "eval"
   assert list((eval_dir / "tb").glob("events.out.tfevents.*"))
   logged = json.loads((eval_dir / "metrics.jsonl").read_text().splitlines()[-1])
@@ -144,6 +154,9 @@ def test_ood_eval_end_to_end(files):
   details = _read(files["run"], "ood_details.json")
   assert details["encoder_init"] == "checkpoint" and details["step"] == 7
   assert details["sets"]["interp"]["num_images"] == 200 and details["knn_k"] == 10
+  # The same label metrics as linear_eval's (linear_eval.knn_and_cv).
+  assert set(details["knn_top1"]) == {"20", "200"} and details["knn_temperature"] == 0.07
+  assert details["cv"]["num_images"] == 712 and details["cv"]["probe_top1"] >= 0.9
   png = pathlib.Path(files["run"]) / "eval" / "ood_roc.png"
   assert png.stat().st_size > 1000
 

@@ -2,6 +2,7 @@
 runner (with a fake job registered in main.JOBS), aggregation against a hand computation,
 SLURM / TPU output, plots, and one real member run through `python -m palm_jax.main`."""
 import csv
+import itertools
 import json
 import math
 import os
@@ -10,16 +11,19 @@ import sys
 import types
 
 import ml_collections
+import numpy as np
 import pytest
 
 from palm_jax import main
 from palm_jax.errors import UserError
-from palm_jax.experiments import aggregate, cluster, plots, runner, spec, sweep
+from palm_jax.experiments import (aggregate, cluster, intervals, plots, runner, spec,
+                                  sweep)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FAKE_BASE = """
 import ml_collections
+import numpy as np
 def get_config(arg=None):
   c = ml_collections.ConfigDict()
   c.job = "fake_sweep_job"
@@ -28,12 +32,14 @@ def get_config(arg=None):
   c.agent = ml_collections.ConfigDict({"action_source": "policy"})
   c.sizes = (1, 1)
   c.flag = False
+  c.generator = ""
   c.fail = ""   # a member whose condition equals this raises a UserError
   c.population = ml_collections.ConfigDict({"seeds": (), "workdirs": ()})
   return c
 """
 FAKE_EVAL = """
 import ml_collections
+import numpy as np
 def get_config(arg=None):
   return ml_collections.ConfigDict({"job": "fake_sweep_eval", "offset": 0.0})
 """
@@ -225,12 +231,13 @@ def test_aggregation_matches_hand_computation_and_lists_failures(fake_jobs, tmp_
   # By hand: alpha=0 top-1 over seeds 0.30, 0.34, 0.35: mean 0.33, sample std
   # sqrt((0.03² + 0.01² + 0.02²) / 2) = sqrt(0.0007) = 0.026458; alpha=0.5 has n = 1.
   md = open(result["md"]).read()
-  assert "| alpha=0 | 96 | 0.3300 ± 0.0265 (n=3) |" in md
+  # The interval: the exact bootstrap of a mean of 3 values is [min, max] (intervals.py).
+  assert "| alpha=0 | 96 | 0.3300 ± 0.0265 [0.3000, 0.3500] (n=3) |" in md
   assert "| alpha=0 | 48 | 0.2500 ± – (n=1) |" in md
   assert "| alpha=0.5 | 96 | 0.4000 ± – (n=1) |" in md and "(n=0)" not in md
   assert "| condition | svhn/msp | svhn/knn | probe_test_top1 |" in md
-  assert ("| alpha=0 | 0.5300 ± 0.0265 (n=3) | 0.5000 ± 0.0000 (n=3) | 0.3200 ± 0.0265 (n=3) |"
-          in md)
+  assert ("| alpha=0 | 0.5300 ± 0.0265 [0.5000, 0.5500] (n=3) | 0.5000 ± 0.0000 [0.5000, "
+          "0.5000] (n=3) | 0.3200 ± 0.0265 [0.2900, 0.3400] (n=3) |" in md)
   assert "- `alpha=0.5__seed=1`: failed — train: NaN loss at step 40." in md
   assert "- `alpha=0.5__seed=2`: missing" in md
   mean, std, n = aggregate.mean_std([0.30, 0.34, 0.35])
@@ -244,6 +251,105 @@ def test_aggregation_matches_hand_computation_and_lists_failures(fake_jobs, tmp_
   with pytest.raises(UserError, match="not one of the sweep's axes"):
     plots.plot(result["rows"], ["env.alpha", "seed"], f"{workdir}/plots", kind="heatmap",
                metric="linear_eval/test_top1", x="env.beta", y="env.alpha")
+
+
+def test_the_sweep_trains_the_members_generator_once_first(fake_jobs, tmp_path, monkeypatch):
+  def fake_gan(config, workdir):
+    CALLS.append(("gan", os.path.basename(workdir)))
+    os.makedirs(workdir, exist_ok=True)
+    open(os.path.join(workdir, "generator.npz"), "w").close()
+
+  module = types.ModuleType("fake_gan_job")
+  module.run = fake_gan
+  monkeypatch.setitem(sys.modules, "fake_gan_job", module)
+  monkeypatch.setitem(main.JOBS, "gan", "fake_gan_job")
+  (tmp_path / "gan.py").write_text("import ml_collections\ndef get_config():\n"
+                                   "  return ml_collections.ConfigDict({'job': 'gan'})\n")
+  workdir = str(tmp_path / "w")
+  config = _sweep(tmp_path, variants=(), axes=(("seed", (0, 1)),),
+                  generator_gan=str(tmp_path / "gan.py"))
+  main.run_job(config, workdir)
+  assert CALLS[0] == ("gan", "gan") and [c[0] for c in CALLS[1:]] == ["train", "eval"] * 2
+  member = json.loads(open(f"{workdir}/runs/seed=0/member.json").read())
+  gen = os.path.join(os.path.abspath(workdir), "gan", "generator.npz")
+  assert member["stages"][0]["config"]["generator"] == gen
+  CALLS.clear()
+  main.run_job(config, workdir)          # done: neither the generator nor a member reruns
+  assert CALLS == []
+  config.generator_gan = str(tmp_path / "evalcfg.py")
+  with pytest.raises(UserError, match="is not a gan config"):
+    main.run_job(config, workdir)
+
+
+def test_bootstrap_intervals_against_brute_force_enumeration():
+  # Two seeds [0, 1]: resample means 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4.
+  assert intervals.mean_interval([0.0, 1.0]) == (0.0, 1.0)
+  assert intervals.mean_interval([0.0, 1.0], level=0.5) == (0.0, 0.5)
+  assert intervals.mean_interval([0.3, 0.34, 0.35]) == pytest.approx((0.3, 0.35))  # [min, max]
+  a, b = [1.0, 1.1, 1.25], [0.0, 0.3, 0.2]
+  # Brute force: every ordered resample of a's and b's seed indices, equally likely.
+  diffs = sorted(np.mean([a[i] for i in ia]) - np.mean([b[j] for j in ib])
+                 for ia in itertools.product(range(3), repeat=3)
+                 for ib in itertools.product(range(3), repeat=3))
+  lo = diffs[math.ceil(0.025 * len(diffs)) - 1]
+  hi = diffs[math.ceil(0.975 * len(diffs)) - 1]
+  diff, low, high = intervals.difference_interval(a, b)
+  assert diff == pytest.approx(np.mean(a) - np.mean(b))
+  assert (low, high) == (pytest.approx(lo), pytest.approx(hi)) and low > 0
+  # Larger samples: seeded Monte Carlo, close to the normal-theory interval.
+  rng = np.random.default_rng(0)
+  x = rng.normal(0.5, 0.1, 40)
+  low, high = intervals.mean_interval(x)
+  assert low == pytest.approx(x.mean() - 1.96 * x.std() / np.sqrt(40), abs=0.01)
+  assert high == pytest.approx(x.mean() + 1.96 * x.std() / np.sqrt(40), abs=0.01)
+
+
+def test_aggregation_reads_knn_cv_and_training_metrics_and_calls_differences(fake_jobs,
+                                                                              tmp_path):
+  workdir = str(tmp_path / "w")
+  config = _sweep(tmp_path, variants=(("palm", {}), ("init", {"env.alpha": 0.0})),
+                  axes=(("seed", (0, 1, 2)),))
+  members = {m.name: m for m in spec.expand(config, workdir)}
+  cv_top1 = {"palm": [0.36, 0.37, 0.38], "init": [0.31, 0.32, 0.30]}
+  for name, m in members.items():
+    variant, seed = m.condition, int(name[-1])
+    _write(f"{m.workdir}/eval/ood_details.json", {
+        "step": 96, "auroc": {"svhn": {"msp": 0.5, "knn": 0.5}}, "probe_test_top1": 0.3,
+        "in_distribution": {"train": "npz:tr.npz", "test": "npz:te.npz", "num_train": 5170,
+                            "num_test": 1017},
+        "knn_top1": {"20": 0.2 + seed / 100, "200": 0.25}, "knn_temperature": 0.07,
+        "cv": {"probe_top1": cv_top1[variant][seed], "num_images": 6187, "folds": 5,
+               "repeats": 3, "knn_top1": {"20": 0.3, "200": 0.31}}})
+    lines = [{"step": 1600 * (i + 1), "explore/apt_gain": float(i), "sac/alpha": 0.01}
+             for i in range(10)] if variant == "palm" else []
+    _write(f"{m.workdir}/metrics.jsonl", "\n".join(json.dumps(l) for l in lines) +
+           "\n{\"step\": 1, \"torn")
+    _write(f"{m.workdir}/DONE", "")
+  result = aggregate.aggregate(list(members.values()), workdir, title="Hand",
+                               contrasts=(("palm", "init"),),
+                               contrast_metrics=("probe/cv_top1", "knn/cv_k20_top1"))
+  by = {(r["member"], r["metric"]): r for r in result["rows"]}
+  assert float(by[("palm__seed=2", "knn/k20_top1")]["value"]) == pytest.approx(0.22)
+  assert float(by[("palm__seed=1", "probe/cv_top1")]["value"]) == pytest.approx(0.37)
+  assert float(by[("init__seed=0", "knn/cv_k200_top1")]["value"]) == pytest.approx(0.31)
+  # The last fifth of 10 chunks: the mean of 8 and 9; its step is the last chunk's.
+  row = by[("palm__seed=0", "train/apt_gain")]
+  assert float(row["value"]) == pytest.approx(8.5) and int(row["step"]) == 16000
+  assert by[("init__seed=0", "train/apt_gain")]["value"] == ""   # offline: no policy
+  md = open(result["md"]).read()
+  assert ("- probe and kNN trained on `npz:tr.npz` (5170 images), tested on `npz:te.npz` "
+          "(1017 images); cross-validated over all 6187 images (5 stratified folds x 3 "
+          "repeats, weight decay chosen inside each training fold); kNN temperature 0.07"
+          in md)
+  diff, low, high = intervals.difference_interval(cv_top1["palm"], cv_top1["init"])
+  assert low > 0
+  assert (f"| probe/cv_top1 | palm | init | 3 / 3 | {diff:+.4f} | [{low:+.4f}, {high:+.4f}] "
+          "| yes |") in md
+  assert "| knn/cv_k20_top1 | palm | init | 3 / 3 | +0.0000 | [+0.0000, +0.0000] | no |" in md
+  with pytest.raises(UserError, match="config.contrasts has"):
+    config.contrasts = (("palm", "nope"),)
+    config.mode = "aggregate"
+    main.run_job(config, workdir)
 
 
 def test_heatmap_cells_are_seed_means(tmp_path):

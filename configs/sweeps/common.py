@@ -29,6 +29,10 @@ def sweep_config(mini: bool) -> ml_collections.ConfigDict:
   # Fixed overrides for every member. The palm job's own end-of-training probe is switched
   # off: the sweep's linear_eval stage runs it (once) with its own, documented settings.
   c.overrides = (("eval.train", ""),)
+  # A gan config file ("" = none): the generator every member renders is trained once into
+  # WORKDIR/gan/ before the members (mode=local; cluster modes print the command), and
+  # every member gets --config.generator=WORKDIR/gan/generator.npz.
+  c.generator_gan = ""
   c.variants = ()            # (name, {dotted key: value}) pairs; set by each figure
   c.axes = ()                # (dotted key, values) pairs: a grid; set by each figure
   suffix = ":smoke" if mini else ""
@@ -40,6 +44,11 @@ def sweep_config(mini: bool) -> ml_collections.ConfigDict:
   c.plots.metric = "linear_eval/test_top1"  # the metric plotted
   c.plots.x = ""             # heatmap columns / curve x axis (an axis key, e.g. env.beta)
   c.plots.y = ""             # heatmap rows (an axis key, e.g. env.alpha)
+  # Differences to call: (condition a, condition b) pairs (member names without the seed);
+  # results.md tabulates mean(a) − mean(b) of each contrast metric with its 95 % bootstrap
+  # interval over seeds (palm_jax/experiments/intervals.py), "yes" when it excludes 0.
+  c.contrasts = ()
+  c.contrast_metrics = ()
   # SLURM job array (mode=slurm): one member per array task, one node each.
   c.slurm = ml_collections.ConfigDict()
   c.slurm.job_name = "palm_sweep"

@@ -41,7 +41,7 @@ from palm_jax import sharding
 from palm_jax.data import Dataset, load_dataset
 from palm_jax.errors import require
 from palm_jax.evaluation import features as features_lib
-from palm_jax.evaluation import linear_probe
+from palm_jax.evaluation import cv_probe, knn_classifier, linear_probe
 from palm_jax.metrics import MetricWriter
 
 RESULT_FILE = "linear_eval.json"
@@ -94,6 +94,52 @@ def probe_settings(probe: Mapping[str, Any] | None) -> dict:
           "max_iter": int(probe.get("max_iter", 1000)), "tol": float(probe.get("tol", 1e-5))}
 
 
+def knn_and_cv(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
+               test_y: np.ndarray | None, num_classes: int, *,
+               knn: Mapping[str, Any] | None = None, cv: Mapping[str, Any] | None = None,
+               probe: Mapping[str, Any] | None = None, seed: int = 0,
+               mesh: Mesh | None = None) -> dict:
+  """The label metrics beside the split's linear probe, JSON-ready:
+
+    knn_top1   {k: top-1} of the weighted kNN classifier (train bank → test split),
+               `config.knn.ks` / `.temperature` (knn_classifier.py)
+    cv         repeated stratified k-fold over train + test pooled (cv_probe.py), when
+               `config.cv.repeats` > 0: probe and kNN top-1 with standard errors; with
+               `config.cv.images="train"` over the training split alone (the test images
+               untouched: for choosing settings, e.g. a budget, without the test set)
+  """
+  knn, cv = dict(knn or {}), dict(cv or {})
+  ks = tuple(int(k) for k in knn.get("ks", knn_classifier.DEFAULT_KS))
+  if any(k > len(train_x) for k in ks):  # tiny splits (smoke runs): the k that fit
+    logging.warning("kNN k=%s: only %d training images; k larger than that is skipped.",
+                    list(ks), len(train_x))
+    ks = tuple(k for k in ks if k <= len(train_x))
+  temperature = float(knn.get("temperature", knn_classifier.DEFAULT_TEMPERATURE))
+  out: dict = {"knn_temperature": temperature}
+  if test_y is not None and ks:
+    out["knn_top1"] = {str(k): v for k, v in knn_classifier.knn_top1(
+        train_x, train_y, test_x, test_y, num_classes=num_classes, ks=ks,
+        temperature=temperature, mesh=mesh).items()}
+  repeats = int(cv.get("repeats", 0))
+  images = cv.get("images", "all")
+  require(images in ("all", "train"), f"config.cv.images={images!r}; use 'all' (train + "
+          "test pooled) or 'train' (the training split only: choosing settings without "
+          "looking at the test images).")
+  if repeats > 0 and (test_y is not None or images == "train"):
+    settings = probe_settings(probe)
+    t0 = time.time()
+    x, y = ((train_x, train_y) if images == "train" else
+            (np.concatenate([train_x, test_x]), np.concatenate([train_y, test_y])))
+    result = cv_probe.cross_validate(
+        x, y, num_classes,
+        folds=int(cv.get("folds", 5)), repeats=repeats, seed=seed, knn_ks=ks,
+        knn_temperature=temperature, weight_decays=settings["weight_decays"],
+        inner_folds=max(settings["folds"], 2), max_iter=settings["max_iter"],
+        tol=settings["tol"], mesh=mesh)
+    out["cv"] = dict(result.to_json(), images=images, seconds=round(time.time() - t0, 3))
+  return out
+
+
 def check_labelled(ds: Dataset, role: str) -> None:
   require(ds.labels is not None,
           f"the {role} set {ds.spec!r} has no labels; the linear probe needs a labelled "
@@ -103,7 +149,8 @@ def check_labelled(ds: Dataset, role: str) -> None:
 def evaluate_linear(encoder: features_lib.Encoder, train: str | Dataset, test: str | Dataset,
                     *, batch_size: int = 512, probe: Mapping[str, Any] | None = None,
                     data: Mapping[str, Any] | None = None, seed: int = 0,
-                    mesh: Mesh | None = None) -> dict:
+                    mesh: Mesh | None = None, knn: Mapping[str, Any] | None = None,
+                    cv: Mapping[str, Any] | None = None) -> dict:
   """Linear-probe top-1 of `encoder` trained on `train`, tested on `test`.
 
   Args:
@@ -113,9 +160,11 @@ def evaluate_linear(encoder: features_lib.Encoder, train: str | Dataset, test: s
     batch_size: images per feature-extraction batch (a multiple of the device count).
     probe: `config.probe` settings (weight_decays, holdout_fraction, max_iter, tol).
     data: `config.data` loading options (image_size, limit, tfds_data_dir, download).
+    knn, cv: `config.knn` / `config.cv` (see `knn_and_cv`).
   Returns:
     A JSON-ready dict: dataset, step, encoder_init, test_top1, train_top1, num_train,
-    num_test, num_classes, weight_decay (chosen), the grid with held-out top-1, timings.
+    num_test, num_classes, weight_decay (chosen), the grid with held-out top-1, timings,
+    knn_top1 ({k: top-1}) and, with cv.repeats > 0, cv (cv_probe.CVResult's fields).
   """
   mesh = mesh or sharding.make_mesh()
   train_ds = load_split(train, data, seed=seed, field="data.train")
@@ -143,6 +192,8 @@ def evaluate_linear(encoder: features_lib.Encoder, train: str | Dataset, test: s
       "feature_seconds": round(t1 - t0, 3), "probe_seconds": round(time.time() - t1, 3),
       "num_devices": int(mesh.size), "platform": jax.devices()[0].platform,
   }
+  result.update(knn_and_cv(train_x, train_ds.labels, test_x, test_ds.labels, num_classes,
+                           knn=knn, cv=cv, probe=probe, seed=seed, mesh=mesh))
   return result
 
 
@@ -230,7 +281,8 @@ def run(config, workdir: str) -> None:
   encoder = encoder_from_config(config, workdir)
   result = evaluate_linear(encoder, train, test,
                            batch_size=int(config.batch_size), probe=config.get("probe"),
-                           data=config.data, seed=seed, mesh=mesh)
+                           data=config.data, seed=seed, mesh=mesh, knn=config.get("knn"),
+                           cv=config.get("cv"))
   path = write_result(workdir, result)
   logging.info("Linear probe of %s on %s: test top-1 %.4f, train top-1 %.4f (weight decay "
                "%g) → %s", describe(encoder, workdir), result["dataset"],
@@ -238,4 +290,16 @@ def run(config, workdir: str) -> None:
   if jax.process_index() == 0:
     print(f"linear_eval: test top-1 {result['test_top1']:.4f}, train top-1 "
           f"{result['train_top1']:.4f} ({result['num_train']} train / "
-          f"{result['num_test']} test images) with {describe(encoder, workdir)}; wrote {path}")
+          f"{result['num_test']} test images){describe_knn_cv(result)} with "
+          f"{describe(encoder, workdir)}; wrote {path}")
+
+
+def describe_knn_cv(result: Mapping[str, Any]) -> str:
+  """`; kNN k=20 0.3410, ...; CV (5 folds x 3, 6187 images) probe 0.3512 ± 0.0061 ...`."""
+  text = "".join(f", kNN k={k} {v:.4f}" for k, v in result.get("knn_top1", {}).items())
+  cv = result.get("cv")
+  if cv:
+    text += (f"; {cv['folds']}-fold CV x {cv['repeats']} on all {cv['num_images']} images: "
+             f"probe {cv['probe_top1']:.4f} ± {cv['probe_top1_se']:.4f}" + "".join(
+                 f", kNN k={k} {v:.4f}" for k, v in cv["knn_top1"].items()))
+  return text

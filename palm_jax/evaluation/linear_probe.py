@@ -198,6 +198,17 @@ def fit_linear_probe(features: np.ndarray, labels: np.ndarray, num_classes: int,
   labels = np.asarray(labels, np.int32)
   n = features.shape[0]
   chex.assert_shape(labels, (n,))
+  check_probe_inputs(labels, num_classes, weight_decays, holdout_fraction)
+  return fit_on_rows(features, labels, np.ones((n,), bool), num_classes,
+                     weight_decays=weight_decays, holdout_fraction=holdout_fraction,
+                     folds=folds, max_iter=max_iter, tol=tol, seed=seed,
+                     mesh=mesh or sharding.make_mesh())
+
+
+def check_probe_inputs(labels: np.ndarray, num_classes: int, weight_decays,
+                       holdout_fraction: float) -> None:
+  """One sentence for each user mistake a probe can be given (before any compilation)."""
+  n = labels.shape[0]
   require(n >= 2, f"the linear probe needs at least 2 training images, got {n}.")
   require(labels.min() >= 0 and labels.max() < num_classes,
           f"probe labels span [{labels.min()}, {labels.max()}] but num_classes={num_classes}; "
@@ -207,20 +218,37 @@ def fit_linear_probe(features: np.ndarray, labels: np.ndarray, num_classes: int,
   grid = np.asarray(weight_decays, np.float32).reshape(-1)
   require(grid.size >= 1 and (grid >= 0).all(),
           f"probe weight_decays={list(weight_decays)} must be non-negative numbers.")
-  mesh = mesh or sharding.make_mesh()
-  mean = features.mean(0)
-  inv_std = 1.0 / (features.std(0) + 1e-6)
-  standardised = (features - mean) * inv_std
-  x, y = _place(mesh, standardised, labels)
-  real = np.ones((n,), np.float32)
+
+
+def fit_on_rows(features: np.ndarray, labels: np.ndarray, train: np.ndarray,
+                num_classes: int, *, weight_decays, holdout_fraction: float, folds: int,
+                max_iter: int, tol: float, seed: int, mesh: Mesh
+                ) -> tuple[LinearProbe, ProbeFit]:
+  """`fit_linear_probe` on the rows where `train` (bool `[N]`) is set; the other rows are
+  placed too (weight 0), so every call with the same N compiles once — what a
+  cross-validation over the same images needs (`cv_probe.py`). Standardisation statistics
+  and the λ-selection folds come from the training rows only.
+  """
+  train = np.asarray(train, bool)
+  idx = np.flatnonzero(train)
+  n, n_train = features.shape[0], idx.size
+  require(int(folds) <= n_train, f"probe folds={folds} exceeds the {n_train} training "
+                                 "images; use fewer folds (e.g. 5).")
+  grid = np.asarray(weight_decays, np.float32).reshape(-1)
+  mean = features[idx].mean(0)
+  inv_std = 1.0 / (features[idx].std(0) + 1e-6)
+  x, y = _place(mesh, (features - mean) * inv_std, labels)
+  real = train.astype(np.float32)
 
   # One solve (one compilation) of (F+1)·G problems along the path of decreasing λ: for
   # each λ, first the fits without each fold's held-out rows (to choose λ), then the fit
-  # on all rows (the final probe if λ is chosen), each warm-started from the one before.
-  require(int(folds) <= n, f"probe folds={folds} exceeds the {n} training images; use "
-                           "fewer folds (e.g. 5).")
-  masks = fold_masks(n, int(folds), holdout_fraction, seed)
-  select = grid.size > 1 and bool((masks.sum(1) >= 1).all() and (masks.sum(1) < n).all())
+  # on all training rows (the final probe if λ is chosen), each warm-started from the one
+  # before.
+  held_out = fold_masks(n_train, int(folds), holdout_fraction, seed)  # [F, n_train]
+  masks = np.zeros((held_out.shape[0], n), np.float32)
+  masks[:, idx] = held_out
+  select = grid.size > 1 and bool((masks.sum(1) >= 1).all() and
+                                  (masks.sum(1) < n_train).all())
   if not select:
     masks = np.zeros((1, n), np.float32)
   g, m = grid.size, masks.shape[0] + 1  # m problems per λ: F selection fits + the final.

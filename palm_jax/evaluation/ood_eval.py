@@ -11,8 +11,10 @@ OOD set (the negatives); a bare `interp` means `interp:<config.data.test>`. For 
 and both scores of `palm_jax.evaluation.ood` (msp, knn) the AUROC is computed with
 in-distribution as the positive class. Outputs under `RUN_DIR/eval/`:
   ood.json          `{set: {score: auroc}}`
-  ood_details.json  step, encoder_init, the specs, sizes, probe test top-1, k, and FPR at
-                    95% TPR per set and score
+  ood_details.json  step, encoder_init, the specs, sizes, probe test top-1, the weighted
+                    kNN classifier's test top-1 (`knn_top1`), the cross-validated probe
+                    and kNN on train + test pooled (`cv`, with config.cv.repeats > 0;
+                    linear_eval.knn_and_cv), k, and FPR at 95% TPR per set and score
   ood_roc.png       ROC curves, one panel per score, one curve per OOD set
   ood_<in-dist>__<sets>_<encoder_init>_step<step>.json   the record of this evaluation
                     (never overwritten by a different one; ood.json is the latest copy)
@@ -89,6 +91,9 @@ def run(config, workdir: str) -> None:
   probe, fit = linear_probe.fit_linear_probe(
       train_x, train.labels, num_classes, seed=seed, mesh=mesh,
       **linear_eval.probe_settings(config.get("probe")))
+  labels = linear_eval.knn_and_cv(train_x, train.labels, test_x, test.labels, num_classes,
+                                  knn=config.get("knn"), cv=config.get("cv"),
+                                  probe=config.get("probe"), seed=seed, mesh=mesh)
   knn = ood.KnnScorer(train_x, k=k, chunk=batch_size, mesh=mesh)
   scores_in = ood.score_all(probe, knn, test_x)
 
@@ -124,6 +129,7 @@ def run(config, workdir: str) -> None:
       "scores": {"msp": "max softmax probability of the linear probe",
                  "knn": f"minus the distance to the k-th (k={k}) nearest normalised train feature"},
       "knn_k": k, "probe_weight_decay": fit.weight_decay, "probe_test_top1": test_top1,
+      **labels,
       "sets": details, "auroc": aurocs, "seconds": round(seconds, 3)})
   png = os.path.join(eval_dir, "ood_roc.png")
   if jax.process_index() == 0:
@@ -137,5 +143,6 @@ def run(config, workdir: str) -> None:
     table = "; ".join(f"{name}: " + ", ".join(f"{s} {v:.4f}" for s, v in by.items())
                       for name, by in aurocs.items())
     print(f"ood_eval AUROC with {linear_eval.describe(encoder, workdir)} "
-          f"(in-distribution {test.name}): {table}; wrote {eval_dir}/ood.json and "
-          f"{png}")
+          f"(in-distribution {test.name}): {table}; probe test top-1 "
+          f"{test_top1 if test_top1 is None else round(test_top1, 4)}"
+          f"{linear_eval.describe_knn_cv(labels)}; wrote {eval_dir}/ood.json and {png}")

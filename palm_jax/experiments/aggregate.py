@@ -10,7 +10,17 @@ Metrics are read from every `runs/<member>/eval/*.json`, by content rather than 
     `ood/probe_test_top1` (the linear probe behind MSP, on the in-distribution test
     set: the probe top-1 of a sweep whose only eval is ood_eval); a bare `ood.json`
     ({set: {score: auroc}}) is read only when no file of the member carries `auroc`
+  * the label metrics beside either (linear_eval.knn_and_cv): `knn_top1` ({k: top-1} of
+    the weighted kNN classifier on the split) → `knn/k<k>_top1`; `cv` (repeated stratified
+    k-fold over every labelled image) → `probe/cv_top1` and `knn/cv_k<k>_top1`
   * anything else (ROC curves, later analyses' files) is ignored; extra fields are fine.
+
+From the member's training log (`runs/<member>/metrics.jsonl`, when it has one), family
+`train`: the mean over the last fifth of its chunks (at least one) of the exploration
+metrics and the losses a reader checks beside the probe — `train/apt_gain`,
+`train/action_share_policy`, `train/action_share_random` (palm_jax/exploration.py),
+`train/sac_alpha`, `train/sac_entropy`, `train/simsiam_loss`; a member without a key has
+no value for it (offline members play no policy).
 
 Each value keeps the file's `dataset` and `step` fields, so a curve over snapshot steps (one
 file per step) stays one metric with several steps. Duplicates of (metric, dataset, step)
@@ -22,9 +32,13 @@ dataset, step, value, status, error. A member without a value for a metric that
 others have (failed, missing, still running) gets one row with an empty value and its
 status: it is listed, never dropped.
 
-results.md: one table per metric family (linear_eval, ood), rows = conditions (member
-name without the seed, plus dataset/step when those vary), cells = mean ± std (n) over the
-seeds that have a value; std is the sample standard deviation (ddof = 1; "–" for n = 1).
+results.md: first the evaluation data the members' eval files name (specs and sizes), then
+one table per metric family (linear_eval, ood, probe, knn, train), rows = conditions
+(member name without the seed, plus dataset/step when those vary), cells = mean ± std
+[95 % interval] (n) over the seeds that have a value; std is the sample standard deviation
+(ddof = 1; "–" for n = 1), the interval the exact percentile bootstrap of the mean
+(intervals.py). With `contrasts` ((a, b) condition pairs) a table of mean(a) − mean(b)
+with its bootstrap interval per contrast metric, "yes" where the interval excludes 0.
 With `matrix` (sweep.py passes it for heat-map sweeps, Fig 5) a rows × columns table of one
 metric per variant. Then every member not done, with its status and error sentence.
 """
@@ -38,7 +52,14 @@ import os
 from typing import Sequence
 
 from palm_jax.errors import require
-from palm_jax.experiments import runner, spec as spec_lib
+from palm_jax.experiments import intervals, runner, spec as spec_lib
+
+# metrics.jsonl key → results metric (family "train"), averaged over the last fifth.
+TRAIN_METRICS = (("explore/apt_gain", "train/apt_gain"),
+                 ("explore/action_share_policy", "train/action_share_policy"),
+                 ("explore/action_share_random", "train/action_share_random"),
+                 ("sac/alpha", "train/sac_alpha"), ("sac/entropy", "train/sac_entropy"),
+                 ("simsiam/loss", "train/simsiam_loss"))
 
 
 def _number(value) -> bool:
@@ -79,6 +100,14 @@ def read_metrics(member_dir: str) -> list[dict]:
     if _number(obj.get("test_top1")):
       add("linear_eval/test_top1", str(obj.get("dataset") or ""), step, obj["test_top1"],
           name)
+    if isinstance(obj.get("knn_top1"), dict):
+      for k, value in obj["knn_top1"].items():
+        add(f"knn/k{k}_top1", str(obj.get("dataset") or ""), step, value, name)
+    cv = obj.get("cv")
+    if isinstance(cv, dict):
+      add("probe/cv_top1", str(obj.get("dataset") or ""), step, cv.get("probe_top1"), name)
+      for k, value in (cv.get("knn_top1") or {}).items():
+        add(f"knn/cv_k{k}_top1", str(obj.get("dataset") or ""), step, value, name)
     if _auroc_map(obj.get("auroc")):
       dataset = str(obj.get("dataset") or "")  # ood_details.json names no dataset today
       for set_name, by_score in obj["auroc"].items():
@@ -89,7 +118,65 @@ def read_metrics(member_dir: str) -> list[dict]:
       for set_name, by_score in obj.items():
         for score, value in by_score.items():
           add(f"ood/{set_name}/{score}", "", step, value, name)
+  for metric, (value, step) in read_training(member_dir).items():
+    add(metric, "", step, value, "metrics.jsonl")
   return out
+
+
+def read_training(member_dir: str) -> dict:
+  """{train metric: (mean over the last fifth of the chunks that log it, last step)}."""
+  path = os.path.join(member_dir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return {}
+  lines = []
+  with open(path) as f:
+    for line in f:
+      try:
+        obj = json.loads(line)
+      except ValueError:
+        continue  # a line torn by a kill
+      if isinstance(obj, dict) and _number(obj.get("step")):
+        lines.append(obj)
+  out = {}
+  for key, metric in TRAIN_METRICS:
+    have = [o for o in lines if _number(o.get(key))]
+    if have:
+      tail = have[-max(1, math.ceil(len(have) / 5)):]
+      out[metric] = (sum(float(o[key]) for o in tail) / len(tail), int(have[-1]["step"]))
+  return out
+
+
+def eval_data(members: Sequence[spec_lib.Member]) -> list[str]:
+  """One line per distinct evaluation data the members' eval files name (specs, sizes)."""
+  lines = []
+  for m in members:
+    for path in sorted(glob.glob(os.path.join(m.workdir, "eval", "*.json"))):
+      try:
+        with open(path) as f:
+          obj = json.load(f)
+      except (OSError, ValueError):
+        continue
+      if not isinstance(obj, dict):
+        continue
+      split = obj.get("in_distribution") if isinstance(obj.get("in_distribution"),
+                                                       dict) else obj
+      if not _number(split.get("num_train")):
+        continue
+      train = split.get("train") or split.get("train_data")
+      test = split.get("test") or split.get("test_data")
+      line = (f"probe and kNN trained on `{train}` ({split['num_train']} images), tested on "
+              f"`{test}` ({split.get('num_test')} images)")
+      cv = obj.get("cv")
+      if isinstance(cv, dict):
+        where = ("the training split's" if cv.get("images") == "train" else "all")
+        line += (f"; cross-validated over {where} {cv.get('num_images')} images "
+                 f"({cv.get('folds')} stratified folds x {cv.get('repeats')} repeats, weight "
+                 "decay chosen inside each training fold)")
+      if "knn_temperature" in obj:
+        line += f"; kNN temperature {obj['knn_temperature']}"
+      if line not in lines:
+        lines.append(line)
+  return lines
 
 
 def member_status(member: spec_lib.Member) -> tuple[str, str]:
@@ -155,10 +242,39 @@ def mean_std(values: Sequence[float]) -> tuple[float, float, int]:
 
 
 def cell(values: Sequence[float]) -> str:
+  """`mean ± std [low, high] (n=…)`: the interval is the bootstrap one of intervals.py."""
   mean, std, n = mean_std(values)
   if n == 0:
     return "– (n=0)"
-  return f"{mean:.4f} ± {std:.4f} (n={n})" if n > 1 else f"{mean:.4f} ± – (n=1)"
+  if n == 1:
+    return f"{mean:.4f} ± – (n=1)"
+  low, high = intervals.mean_interval(values)
+  return f"{mean:.4f} ± {std:.4f} [{low:.4f}, {high:.4f}] (n={n})"
+
+
+def contrast_lines(rows: Sequence[dict], contrasts: Sequence, metrics: Sequence[str]
+                   ) -> list[str]:
+  """The differences table: per metric and (a, b) pair, mean(a) − mean(b) and its interval."""
+  values: dict = {}
+  for r in rows:
+    if r["metric"] in metrics and r["value"] != "":
+      values.setdefault((r["metric"], r["condition"]), []).append(float(r["value"]))
+  lines = ["## Differences between conditions", "",
+           "mean(a) − mean(b) over seeds, 95 % stratified bootstrap interval (seeds of a and "
+           "b resampled independently, exact enumeration: palm_jax/experiments/"
+           "intervals.py); called only when the interval excludes 0.", "",
+           "| metric | a | b | n a / b | a − b | 95 % interval | called |", "|---|---|---|---|---|---|---|"]
+  for metric in metrics:
+    for a, b in contrasts:
+      va, vb = values.get((metric, a), []), values.get((metric, b), [])
+      if not va or not vb:
+        lines.append(f"| {metric} | {a} | {b} | {len(va)} / {len(vb)} | – | – | – |")
+        continue
+      diff, low, high = intervals.difference_interval(va, vb)
+      called = "yes" if low > 0 or high < 0 else "no"
+      lines.append(f"| {metric} | {a} | {b} | {len(va)} / {len(vb)} | {diff:+.4f} | "
+                   f"[{low:+.4f}, {high:+.4f}] | {called} |")
+  return lines + [""]
 
 
 def group(rows: Sequence[dict]) -> dict:
@@ -223,7 +339,8 @@ def matrix_markdown(rows: Sequence[dict], metric: str, lx: str, ly: str) -> list
 
 
 def markdown(rows: Sequence[dict], members: Sequence[spec_lib.Member], title: str,
-             matrix: tuple | None = None) -> str:
+             matrix: tuple | None = None, contrasts: Sequence = (),
+             contrast_metrics: Sequence[str] = ()) -> str:
   statuses = {}
   for r in rows:
     statuses.setdefault(r["member"], (r["status"], r["error"]))
@@ -231,8 +348,12 @@ def markdown(rows: Sequence[dict], members: Sequence[spec_lib.Member], title: st
   for s, _ in statuses.values():
     counts[s] = counts.get(s, 0) + 1
   lines = [f"# {title}", "", f"{len(members)} members: " + ", ".join(
-      f"{n} {s}" for s, n in sorted(counts.items())) + ". Cells: mean ± sample std (n "
-      "seeds with a value).", ""]
+      f"{n} {s}" for s, n in sorted(counts.items())) + ". Cells: mean ± sample std "
+      "[95 % bootstrap interval of the mean] (n seeds with a value).", ""]
+  data = eval_data(members)
+  if data:
+    lines += ["Evaluation data (from the members' eval files):", ""] + [
+        f"- {d}" for d in data] + [""]
   for family, by_key in group(rows).items():
     metrics = []
     for bucket in by_key.values():
@@ -250,6 +371,8 @@ def markdown(rows: Sequence[dict], members: Sequence[spec_lib.Member], title: st
     lines.append("")
   if matrix:
     lines += matrix_markdown(rows, *matrix)
+  if contrasts:
+    lines += contrast_lines(rows, contrasts, contrast_metrics)
   not_done = [(name, s, e) for name, (s, e) in statuses.items() if s != "done"]
   lines += ["## Members not done", ""]
   if not_done:
@@ -260,10 +383,13 @@ def markdown(rows: Sequence[dict], members: Sequence[spec_lib.Member], title: st
 
 
 def aggregate(members: Sequence[spec_lib.Member], workdir: str, *,
-              title: str = "Sweep results", matrix: tuple | None = None) -> dict:
+              title: str = "Sweep results", matrix: tuple | None = None,
+              contrasts: Sequence = (), contrast_metrics: Sequence[str] = ()) -> dict:
   """Writes WORKDIR/results.csv and results.md; returns {"rows", "csv", "md"}.
 
   `matrix`: (metric, x axis key, y axis key) adds a y × x table of that metric (Fig 5).
+  `contrasts`: (condition a, condition b) pairs whose difference is tabulated for each of
+  `contrast_metrics`, with its bootstrap interval.
   """
   rows, labels = collect(members)
   os.makedirs(workdir, exist_ok=True)
@@ -283,5 +409,5 @@ def aggregate(members: Sequence[spec_lib.Member], workdir: str, *,
         require(key in labels_of, f"config.plots names the axis {key!r}, which is not one "
                                   f"of the sweep's axes {list(labels_of)}; use one of them.")
       matrix = (matrix[0], labels_of[matrix[1]], labels_of[matrix[2]])
-    f.write(markdown(rows, members, title, matrix))
+    f.write(markdown(rows, members, title, matrix, contrasts, contrast_metrics))
   return {"rows": rows, "csv": csv_path, "md": md_path}

@@ -1,7 +1,9 @@
 """The paper's figure types from a sweep's results rows (aggregate.collect), as PNGs.
 
   bar      Fig 4: one bar per condition (member name without the seed), height = mean over
-           seeds of `metric`, error bar = sample std (ddof = 1), "n=<seeds>" above each bar
+           seeds of `metric`, error bar = the 95 % bootstrap interval of that mean
+           (intervals.py), one dot per seed, "n=<seeds>" above each bar; the value axis
+           spans the data (not from 0), so differences of a point stay visible
   heatmap  Fig 5: rows = values of axis `y` (e.g. env.alpha), columns = values of axis `x`
            (e.g. env.beta), cell = mean over seeds, annotated "mean\\n± std"; one heat map
            per remaining condition (e.g. per variant); a cell without values is blank, "n=0"
@@ -20,6 +22,7 @@ from typing import Sequence
 
 from palm_jax.errors import require
 from palm_jax.experiments import aggregate as aggregate_lib
+from palm_jax.experiments import intervals
 from palm_jax.experiments import spec as spec_lib
 
 KINDS = ("bar", "heatmap", "curve")
@@ -76,10 +79,21 @@ def plot(rows: Sequence[dict], axis_keys: Sequence[str], out_dir: str, *, kind: 
     stats = [aggregate_lib.mean_std(groups[n]) for n in names]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(names) + 1.5), 4.0))
     means = [0.0 if math.isnan(s[0]) else s[0] for s in stats]
-    errs = [0.0 if math.isnan(s[1]) else s[1] for s in stats]
-    ax.bar(range(len(names)), means, yerr=errs, capsize=4, color="#4c72b0")
-    for i, (m, e, s) in enumerate(zip(means, errs, stats)):
-      ax.text(i, m + e, f"n={s[2]}", ha="center", va="bottom", fontsize=8)
+    bounds = [intervals.mean_interval(groups[n]) if len(groups[n]) > 1 else (m, m)
+              for n, m in zip(names, means)]
+    errs = [[m - lo for m, (lo, _) in zip(means, bounds)],
+            [hi - m for m, (_, hi) in zip(means, bounds)]]
+    ax.bar(range(len(names)), means, yerr=errs, capsize=4, color="#9db4d9",
+           edgecolor="#4c72b0")
+    for i, n in enumerate(names):
+      ax.plot([i] * len(groups[n]), groups[n], "o", color="#1f2f4f", markersize=3)
+    for i, (m, hi, s) in enumerate(zip(means, errs[1], stats)):
+      ax.text(i, m + hi, f"n={s[2]}", ha="center", va="bottom", fontsize=8)
+    values = [v for n in names for v in groups[n]]
+    if values:
+      low, high = min(values + [b[0] for b in bounds]), max(values + [b[1] for b in bounds])
+      pad = max(0.1 * (high - low), 1e-3)
+      ax.set_ylim(low - pad, high + 2 * pad)
     ax.set_xticks(range(len(names)))
     ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel(metric)

@@ -47,11 +47,36 @@ def _write_index(members, workdir: str) -> str:
   return path
 
 
+def _generator_first(config, workdir: str) -> spec_lib.Member | None:
+  """`config.generator_gan` (a gan config file, e.g. configs/gan_cifar10_subset.py): the
+  generator every member renders, trained once into WORKDIR/gan/ before the members (a
+  one-stage pseudo-member, resumable like the others); None when the field is empty."""
+  gan_file = config.get("generator_gan", "")
+  if not gan_file:
+    return None
+  path, arg = spec_lib.split_config_file(gan_file)
+  stage = spec_lib.Stage("gan", path + (f":{arg}" if arg is not None else ""), ())
+  require(spec_lib.resolve(stage.config_file).get("job") == "gan",
+          f"config.generator_gan={gan_file!r} is not a gan config (its job is not 'gan'); "
+          "name one such as configs/gan_cifar10_subset.py, or leave it empty.")
+  return spec_lib.Member(index=-1, name="gan", variant="", axes=(), stages=(stage,),
+                         workdir=os.path.join(os.path.abspath(workdir), "gan"))
+
+
 def run(config, workdir: str) -> None:
   """The job: `config` as in configs/sweeps/*.py."""
   mode = config.get("mode", "local")
   require(mode in MODES, f"config.mode={mode!r} is not known; use one of {list(MODES)}.")
+  generator = _generator_first(config, workdir)
+  if generator is not None:  # every member renders the generator the sweep trains first
+    config.overrides = tuple(config.overrides) + (
+        ("generator", os.path.join(generator.workdir, "generator.npz")),)
   members = spec_lib.expand(config, workdir)  # validates everything before any work
+  conditions = sorted({m.condition for m in members})
+  for pair in config.get("contrasts", ()) or ():
+    require(len(pair) == 2 and all(c in conditions for c in pair),
+            f"config.contrasts has {tuple(pair)!r}; each entry is a pair of the sweep's "
+            f"conditions {conditions}.")
   if jax.process_index() != 0:
     return  # the sweep's bookkeeping is one process's job; members run as their own jobs
   workdir = os.path.abspath(workdir)
@@ -76,6 +101,17 @@ def run(config, workdir: str) -> None:
             f"exported run one line per slice, e.g.\n  bash -c \"$(sed -n 1p "
             f"{out['commands']})\"\nthen aggregate with --config.mode=aggregate.")
     return
+  if generator is not None and mode in ("slurm", "tpu"):
+    print(f"sweep: the members render {generator.workdir}/generator.npz: train it before "
+          f"they start:\n  python -m palm_jax.main "
+          f"{' '.join(generator.stages[0].argv(generator.workdir))}", flush=True)
+  if mode == "local" and generator is not None and (
+      runner.read_status(generator.workdir).get("state") != "done"):
+    print(f"sweep: training the members' generator first ({generator.stages[0].config_file} "
+          f"into {generator.workdir}; log in {generator.workdir}/logs/gan.log)", flush=True)
+    error = runner.run_member(generator, executor=config.get("executor", "subprocess"),
+                              python=config.get("python") or None)
+    require(error is None, f"the sweep's generator could not be trained: {error}")
   if mode == "local":
     summary = runner.run_local(members, executor=config.get("executor", "subprocess"),
                                python=config.get("python") or None,
@@ -84,7 +120,10 @@ def run(config, workdir: str) -> None:
   plots = config.get("plots") or {}
   matrix = ((plots.get("metric", "linear_eval/test_top1"), plots["x"], plots["y"])
             if plots.get("kind") == "heatmap" else None)
-  result = aggregate_lib.aggregate(members, workdir, title=title, matrix=matrix)
+  result = aggregate_lib.aggregate(
+      members, workdir, title=title, matrix=matrix,
+      contrasts=tuple(tuple(p) for p in config.get("contrasts", ()) or ()),
+      contrast_metrics=tuple(config.get("contrast_metrics", ()) or ()))
   print(f"sweep: wrote {result['csv']} and {result['md']}", flush=True)
   if plots.get("kind"):
     from palm_jax.experiments import plots as plots_lib  # pylint: disable=g-import-not-at-top
