@@ -49,7 +49,7 @@ def get_config():
   c.agent = ml_collections.ConfigDict()
   c.agent.action_source = "policy"  # "policy" (SAC) or "random" (uniform; an ablation)
   c.agent.warmup_env_steps = 100_000  # uniformly random actions and no updates until then
-  # The update-to-data ratio (palm_jax/budget.py prints the resulting numbers at start).
+  # The update-to-data ratio (palm_jax/palm/budget.py prints the resulting numbers at start).
   # 6 updates of 512 per iteration of 4096 envs: each frame is sampled 0.75 times and 50M
   # steps give 73,092 SimSiam updates = 748 epochs of 50k images, the closest whole number
   # to SimSiam's own CIFAR schedule (800 epochs = 78,125 updates of 512; Chen & He 2021),
@@ -116,25 +116,25 @@ def get_config():
   c.log.chunk_iterations = 25     # iterations per jitted chunk = host sync + log interval
   c.log.rollout_every_chunks = 20  # PNG grid of rollouts every this many chunks (0 = never)
   c.log.rollout_rows = 8          # trajectories in the rollout grid
-  # Exploration metrics once per chunk (palm_jax/exploration.py): APT reward of the policy
+  # Exploration metrics once per chunk (palm_jax/palm/exploration.py): APT reward of the policy
   # vs uniform actions on this many fresh episodes, action share, replay classes/spread.
   c.log.explore_envs = 64         # 0 = off
 
-  # The experience log (palm_jax/experience_log.py): every frame played, with its env,
+  # The experience log (palm_jax/palm/experience_log.py): every frame played, with its env,
   # episode, t, class and action, in WORKDIR/experience/ (ArrayRecord shards, one per
   # chunk; read by passive PALM and coverage). 50M CIFAR frames ≈ 218 GB with actions; the
   # size is printed at start and a disk that cannot hold it is refused.
   c.experience = ml_collections.ConfigDict()
   c.experience.log = False        # record the experience
   c.experience.every = 1          # log environments 0, k, 2k, ... (whole episodes of 1/k)
-  # Passive PALM (config.job = "passive", palm_jax/representation/passive.py): this config's
+  # Passive PALM (config.job = "passive", palm_jax/palm/passive.py): this config's
   # encoder and update budget trained on the temporal pairs of a run's experience log.
   c.passive = ml_collections.ConfigDict()
   c.passive.log = ""              # that run's workdir (or its experience/ directory)
   c.passive.order = "ordered"     # "ordered" (online order, sliding window) | "random"
   c.passive.window = 0            # ordered: iterations in the window (0: the replay's slots)
 
-  # Population training (palm_jax/population.py): one member per seed, trained together in
+  # Population training (palm_jax/palm/population.py): one member per seed, trained together in
   # one vmapped program, each a normal run in WORKDIR/members/<name>/. alpha/beta: empty
   # (every member uses env.alpha/env.beta) or one value per seed.
   c.population = ml_collections.ConfigDict()

@@ -22,9 +22,9 @@ automatically, elsewhere give `--coordinator_address`, `--num_processes`, `--pro
 
 Exit status: 0 done; 2 a mistake the user can fix (one sentence on stderr, nothing
 compiled); 3 stopped by SIGTERM/SIGINT after saving a checkpoint — rerun the same command
-to resume (`palm_jax.preemption`); 130 interrupted before anything could be saved.
+to resume (`palm_jax.runtime.preemption`); 130 interrupted before anything could be saved.
 A workdir holding a run refuses a config that changes the computation unless
-`--allow_config_change` is given (`palm_jax.preflight`).
+`--allow_config_change` is given (`palm_jax.runtime.run_records`).
 """
 from __future__ import annotations
 
@@ -36,20 +36,20 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from palm_jax import compile_cache, preemption, preflight
-from palm_jax.errors import UserError
+from palm_jax.runtime import compile_cache, preemption, run_records as preflight
+from palm_jax.runtime.errors import UserError
 
 JOBS = {
-    "palm": "palm_jax.train",
-    "passive": "palm_jax.train",  # SimSiam on a palm run's experience log (train.py)
+    "palm": "palm_jax.palm.trainer",
+    "passive": "palm_jax.palm.trainer",  # SimSiam on a palm run's experience log (train.py)
     "gan": "palm_jax.gan.train",
     "linear_eval": "palm_jax.evaluation.linear_eval",
-    "ood_eval": "palm_jax.evaluation.ood_eval",
-    "coverage": "palm_jax.evaluation.coverage_eval",
-    "cas": "palm_jax.evaluation.cas_eval",
-    "sample": "palm_jax.sample",
-    "atari100k": "palm_jax.atari100k",
-    "collect": "palm_jax.atari_collect",
+    "ood_eval": "palm_jax.jobs.ood_eval",
+    "coverage": "palm_jax.jobs.coverage",
+    "cas": "palm_jax.jobs.cas",
+    "sample": "palm_jax.jobs.sample",
+    "atari100k": "palm_jax.jobs.atari100k",
+    "collect": "palm_jax.atari.collect",
     "sweep": "palm_jax.experiments.sweep",
 }
 
@@ -68,7 +68,7 @@ _ALLOW_CHANGE = flags.DEFINE_bool(
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 _COMPILATION_CACHE = flags.DEFINE_bool(
     "compilation_cache", True, "Keep compiled programs on disk so a restart or resume "
-    "skips compilation (see palm_jax/compile_cache.py for the location; opting out: "
+    "skips compilation (see palm_jax/runtime/compile_cache.py for the location; opting out: "
     "--nocompilation_cache or PALM_JAX_XLA_CACHE=0).")
 _LOCAL_DEVICES = flags.DEFINE_list(
     "local_device_ids", None, "Devices this process drives (e.g. 0,1,2,3,4,5,6,7 for one "
@@ -116,8 +116,8 @@ def run_job(config, workdir: str, allow_config_change: bool | None = None) -> No
   preflight.check_workdir(workdir)
   preflight.check_resume_config(workdir, job, config, allow_config_change)
   module = JOBS[job]
-  if job == "palm" and importlib.import_module("palm_jax.population").enabled(config):
-    module = "palm_jax.population"  # N members in one vmapped program
+  if job == "palm" and importlib.import_module("palm_jax.palm.population").enabled(config):
+    module = "palm_jax.palm.population"  # N members in one vmapped program
   with preemption.stop_requests():
     importlib.import_module(module).run(config, workdir)
   if job not in ("palm", "gan", "atari100k"):  # those write it once validated, before training

@@ -2,7 +2,7 @@
 
     python tests/_multihost_worker.py WORKDIR NUM_PROCESSES PROCESS_ID PORT CRASH_AFTER_SAVES
 
-Runs the smoke PALM config through `palm_jax.train.train`, optionally raising after the
+Runs the smoke PALM config through `palm_jax.palm.trainer.train`, optionally raising after the
 given number of checkpoint saves (a simulated crash), then writes this process's own copy
 of the replicated encoder parameters to WORKDIR/params_process<i>.npz.
 """
@@ -27,7 +27,7 @@ def main():
     jax.distributed.initialize(f"localhost:{port}", num_processes=n, process_id=pid,
                                shutdown_timeout_seconds=1200)
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from palm_jax import train  # pylint: disable=g-import-not-at-top
+  from palm_jax.palm import trainer as train  # pylint: disable=g-import-not-at-top
   config = runpy.run_path(os.path.join(ROOT, "configs", "smoke.py"))["get_config"]()
   config.eval.train = ""
   config.total_env_steps = 64 * 8          # 2 chunks: 4 warm-up iterations, then 4 updates

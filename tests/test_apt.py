@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 from palm_jax.rewards import apt
-from palm_jax.sharding import make_mesh
+from palm_jax.runtime.sharding import make_mesh
 
 
 def np_knn_dists(source, target, k):

@@ -7,8 +7,9 @@ import pytest
 
 pytest.importorskip("ale_py")
 
-from palm_jax import atari100k, atari100k_grid  # noqa: E402
-from palm_jax.errors import UserError  # noqa: E402
+from palm_jax.jobs import atari100k  # noqa: E402
+from palm_jax.experiments import atari100k_grid
+from palm_jax.runtime.errors import UserError  # noqa: E402
 
 CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "atari" / "drq.py"
 
@@ -32,7 +33,7 @@ def _rows(workdir):
 
 def test_tiny_run_writes_a_score(uninterrupted):
   from palm_jax.main import JOBS  # pylint: disable=g-import-not-at-top
-  assert JOBS["atari100k"] == "palm_jax.atari100k"
+  assert JOBS["atari100k"] == "palm_jax.jobs.atari100k"
   out = json.loads((uninterrupted / "score.json").read_text())
   assert out["game"] == "breakout" and out["env_steps"] == 60 and out["policy"] == "drq"
   assert out["hns"] == pytest.approx((out["score"] - 1.7) / (30.5 - 1.7))
@@ -44,7 +45,7 @@ def test_tiny_run_writes_a_score(uninterrupted):
 
 def test_a_stopped_run_resumes_exactly(uninterrupted, tmp_path, monkeypatch):
   """SIGTERM at agent step 25 (between checkpoints), rerun: same losses, same scores."""
-  from palm_jax import preemption  # pylint: disable=g-import-not-at-top
+  from palm_jax.runtime import preemption  # pylint: disable=g-import-not-at-top
   from palm_jax.main import run_job  # pylint: disable=g-import-not-at-top
   polls = []
 

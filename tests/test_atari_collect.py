@@ -6,9 +6,9 @@ import runpy
 import numpy as np
 import pytest
 
-from palm_jax import atari_collect
+from palm_jax.atari import collect as atari_collect
 from palm_jax.data.frame_log import FrameLog, shard_name
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -57,8 +57,8 @@ def test_collect_is_deterministic_and_resumes_exactly(full, tmp_path):
 
 
 def test_collect_refuses_when_the_disk_is_too_small(tmp_path, monkeypatch):
-  from palm_jax import checkpoint
-  monkeypatch.setattr(checkpoint, "free_bytes", lambda d: 10_000)
+  from palm_jax.runtime import files
+  monkeypatch.setattr(files, "free_bytes", lambda d: 10_000)
   with pytest.raises(UserError, match=r"only .* is free; collect fewer frames "
                      r"\(config.total_frames\)"):
     atari_collect.collect(_config(), str(tmp_path))

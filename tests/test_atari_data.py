@@ -8,7 +8,7 @@ import pytest
 
 from palm_jax.data import dqn_replay, frame_stream
 from palm_jax.data.frame_log import FrameLogWriter
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 
 
 def _frames(n, start=0):

@@ -5,7 +5,7 @@ import pytest
 pytest.importorskip("ale_py")
 
 from palm_jax.envs import atari  # noqa: E402
-from palm_jax.errors import UserError  # noqa: E402
+from palm_jax.runtime.errors import UserError  # noqa: E402
 
 
 _ROWS, _COLS = atari._area_weights(210, 84), atari._area_weights(160, 84).T

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from palm_jax import bench
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 
 CLONE = os.environ.get("PALM_JAX_NVIDIA_CLONE", "")
 

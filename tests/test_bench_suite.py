@@ -11,7 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax import bench, sharding, train
+from palm_jax import bench
+from palm_jax.runtime import sharding
+from palm_jax.palm import trainer as train
 from palm_jax.bench import palm as palm_bench
 from palm_jax.bench import suite
 
@@ -89,7 +91,7 @@ sys.modules["tensorboardX"] = None                  # absent, as on the GPU mach
 import ml_collections
 assert ml_collections.__file__.startswith(sys.argv[1]), ml_collections.__file__
 from palm_jax.bench import palm
-from palm_jax.metrics import MetricWriter
+from palm_jax.runtime.metrics import MetricWriter
 config = palm.palm_config("configs/cifar10.py", 4096)
 assert config.generator == "random" and config.env.num_envs == 4096
 w = MetricWriter(sys.argv[2], enabled=True)

@@ -1,7 +1,8 @@
 """CartPole: dynamics against Gymnasium's equations in NumPy; DQN/DrQ's update learns it."""
 import numpy as np
 
-from palm_jax.agents import drq, drq_loop
+from palm_jax.agents import drq
+from palm_jax.atari import trainer as drq_loop
 from palm_jax.envs import cartpole
 from palm_jax.models.atari_encoder import DuelingHead, MLPEncoder, QNetwork
 

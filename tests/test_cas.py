@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import cas
 from palm_jax.main import run_job
 from palm_jax.models import stylegan2

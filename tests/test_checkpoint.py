@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax import checkpoint, sharding
-from palm_jax.errors import UserError
+from palm_jax.runtime import checkpoint, files as files_lib, sharding
+from palm_jax.runtime.errors import UserError
 
 
 def _state(mesh, value):
@@ -99,7 +99,7 @@ def test_full_disk_is_one_sentence_and_keeps_the_previous_checkpoint(tmp_path, m
   ckpt.save(1, state=_state(mesh, 1), meta={})
   ckpt.wait()
   # 1. The free-space check refuses before writing anything.
-  monkeypatch.setattr(checkpoint, "free_bytes", lambda path: 1000)
+  monkeypatch.setattr(files_lib, "free_bytes", lambda path: 1000)
   with pytest.raises(UserError, match=r"step 2 needs about 16.0 MiB in .* only 0.0 MiB is "
                                       r"free; free some space"):
     ckpt.save(2, state=_state(mesh, 2), meta={})

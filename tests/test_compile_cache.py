@@ -13,7 +13,8 @@ import jax
 import jax.monitoring
 import pytest
 
-from palm_jax import compile_cache, main
+from palm_jax.runtime import compile_cache
+from palm_jax import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -6,8 +6,10 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax.errors import UserError
-from palm_jax.evaluation import coverage, coverage_eval, coverage_sources
+from palm_jax.runtime.errors import UserError
+from palm_jax.evaluation import coverage
+from palm_jax.jobs import coverage as coverage_eval
+from palm_jax.palm import coverage_sources
 
 
 def _brute_force(queries, refs):
@@ -101,7 +103,8 @@ def _tiny_palm_run(workdir):
   """A PALM run directory (config_palm.json + one checkpoint of the initial state)."""
   import pathlib
   import runpy
-  from palm_jax import checkpoint, sharding, train
+  from palm_jax.runtime import checkpoint, sharding
+  from palm_jax.palm import trainer as train
   path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "smoke.py"
   c = runpy.run_path(str(path))["get_config"]()
   c.env.num_envs, c.batch_size, c.reward.k = 8, 8, 2
@@ -161,7 +164,7 @@ def test_job_end_to_end(tmp_path):
   # One frame per episode: the last frames of 48 rollouts equal those of "all" at t = T-1.
   config = _job_config(spec, "palm")
   config.data.image_size, config.generator, config.palm_frames = 8, "", "last"
-  from palm_jax import sharding
+  from palm_jax.runtime import sharding
   run, mesh = coverage_sources.setup(config, run_dir), sharding.make_mesh()
   last = coverage_sources.palm_images(run, 8, seed=0, size=8, step=None, mesh=mesh,
                                       frames="last")[0]

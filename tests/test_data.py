@@ -8,7 +8,7 @@ from PIL import Image
 
 from palm_jax.data import load_dataset, make_interp, parse_spec, parse_spec_list
 from palm_jax.data.preprocess import resize_image, to_uint8_rgb
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 
 
 def _save_npz(path, **arrays):

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import features, linear_eval
 from palm_jax.main import run_job
 from palm_jax.models import resnet

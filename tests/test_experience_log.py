@@ -1,4 +1,4 @@
-"""The experience log of a PALM run (palm_jax/experience_log.py): its mistakes are one
+"""The experience log of a PALM run (palm_jax/palm/experience_log.py): its mistakes are one
 sentence before compilation. What it records, and that a run killed by SIGTERM and then
 SIGKILL logs every env step exactly once with the frames of an uninterrupted run, is
 checked in tests/test_palm_smoke.py (the same runs check the checkpoints)."""
@@ -7,8 +7,9 @@ import runpy
 
 import pytest
 
-from palm_jax import checkpoint, train
-from palm_jax.errors import UserError
+from palm_jax.runtime import files
+from palm_jax.palm import trainer as train
+from palm_jax.runtime.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # tests/test_palm_smoke.py's config (3 chunks of 8 iterations of 64 environments, a
@@ -39,7 +40,7 @@ def test_config_mistakes_are_one_sentence(tmp_path, monkeypatch):
 
   # A disk too small for the whole log: refused at start, one sentence (the init program
   # has not been compiled yet: the check runs right after tracing shapes).
-  monkeypatch.setattr(checkpoint, "free_bytes", lambda path: 10_000)
+  monkeypatch.setattr(files, "free_bytes", lambda path: 10_000)
   with pytest.raises(UserError, match=r"the experience log \(config.experience.log\) needs "
                      r"about [0-9.]+ MB for 1,536 frames .* 0.01 MB is free; subsample frames"):
     train.train(_config(), str(tmp_path / "small_disk"))

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from palm_jax import main
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 from palm_jax.experiments import (aggregate, cluster, intervals, plots, runner, spec,
                                   sweep)
 

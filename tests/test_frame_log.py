@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from palm_jax.data import frame_log as fl
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 
 FIELDS = ("env", "episode", "t", ("label", "int32", ()), ("action", "float32", (3,)))
 

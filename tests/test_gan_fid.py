@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 from palm_jax.gan import metrics_fid
 
 SCALE = 1 / 16

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 from palm_jax.gan import steps, train
 from palm_jax.main import run_job
 from palm_jax.models.stylegan2_weights import load_generator
@@ -152,7 +152,7 @@ def test_synthetic_dataset_is_labelled_and_varied():
 def test_stop_signal_saves_and_the_rerun_resumes_exactly(runs, tmp_path, monkeypatch):
   """SIGTERM/SIGINT during the gan job: the step finishes, a checkpoint is saved, the job
   raises `Preempted` (main: one line, exit 3); rerunning reaches the uninterrupted weights."""
-  from palm_jax import preemption
+  from palm_jax.runtime import preemption
   whole = runs[0]
   calls = []
 

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax.envs import gymnasium_env, gymnax_env, latent_env
-from palm_jax.errors import UserError
+from palm_jax.envs import gymnasium_env, gymnax_env
+from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import features
 from palm_jax.models import procedural
 from palm_jax.rewards import apt

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from palm_jax import sharding
-from palm_jax.errors import UserError
+from palm_jax.runtime import sharding
+from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import cv_probe, knn_classifier, linear_probe as lp
 
 

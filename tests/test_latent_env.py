@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from palm_jax.envs import latent_env
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 
 Z, W, NUM_WS, CLASSES = 6, 5, 3, 4
 

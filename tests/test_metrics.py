@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from palm_jax import images, metrics, sharding
-from palm_jax.errors import UserError
+from palm_jax.runtime import images, metrics, sharding
+from palm_jax.runtime.errors import UserError
 
 
 def test_writer_jsonl_tensorboard_and_truncate(tmp_path):

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import ood, roc_plot
 from palm_jax.evaluation.linear_probe import LinearProbe
 

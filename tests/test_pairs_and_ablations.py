@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax import train
+from palm_jax.palm import trainer as train
 from palm_jax.envs.latent_env import EnvParams, LatentEnv
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 from palm_jax.models import stylegan2
 from palm_jax.representation import pairs
 

@@ -12,9 +12,11 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax import checkpoint, main, train
+from palm_jax.runtime import checkpoint
+from palm_jax import main
+from palm_jax.palm import trainer as train
 from palm_jax.data import frame_log
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -52,7 +54,7 @@ def _read_log(workdir):
 
 
 def test_experience_log_holds_every_env_step_once_in_online_order(full_run):
-  """The uninterrupted run's experience log (palm_jax/experience_log.py)."""
+  """The uninterrupted run's experience log (palm_jax/palm/experience_log.py)."""
   config = _config()
   ref_log, ref = _read_log(full_run[0])
   n, length = config.env.num_envs, config.env.episode_length
@@ -156,7 +158,7 @@ def test_cli_sigterm_then_sigkill_resume_exactly_then_get_past_a_corrupt_checkpo
   _wait_until(proc, lambda: _metric_steps(metrics))
   proc.send_signal(signal.SIGTERM)
   out = proc.communicate(timeout=300)[0]
-  assert proc.returncode == 3, out[-3000:]  # palm_jax.preemption.EXIT_PREEMPTED
+  assert proc.returncode == 3, out[-3000:]  # palm_jax.runtime.preemption.EXIT_PREEMPTED
   last = out.strip().splitlines()[-1]
   assert last.startswith("palm_jax: stopped by SIGTERM after") and "rerun the same command " \
       "to resume" in last and "Traceback" not in out

@@ -6,7 +6,7 @@ import runpy
 
 import pytest
 
-from palm_jax import train
+from palm_jax.palm import trainer as train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,4 +1,4 @@
-"""Passive PALM (palm_jax/representation/passive.py): temporal pairs from an experience log,
+"""Passive PALM (palm_jax/palm/passive.py): temporal pairs from an experience log,
 ordered and random orders, and an exact resume of the job on a synthetic log."""
 import os
 import runpy
@@ -7,11 +7,12 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax import checkpoint, experience_log, train
+from palm_jax.runtime import checkpoint
+from palm_jax.palm import experience_log, trainer as train
 from palm_jax.data import frame_log
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import features
-from palm_jax.representation import offline, passive
+from palm_jax.palm import offline, passive
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,4 +1,4 @@
-"""Population training (palm_jax/population.py): member i of a vmapped population equals
+"""Population training (palm_jax/palm/population.py): member i of a vmapped population equals
 the single run of its own config; members stop, checkpoint and resume together."""
 import json
 import os
@@ -8,8 +8,9 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax import population, preemption, train
-from palm_jax.errors import UserError
+from palm_jax.palm import population, trainer as train
+from palm_jax.runtime import preemption
+from palm_jax.runtime.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -107,7 +108,8 @@ def test_member_equals_its_single_run_after_a_stop_and_resume(tmp_path, monkeypa
 def test_the_accelerator_loop_traces_for_a_population():
   """The `scan` chunk (accelerators' loop) over a member axis: traced, not compiled (the
   host loop's population runs in the test above)."""
-  from palm_jax import palm_step, sharding  # pylint: disable=g-import-not-at-top
+  from palm_jax.palm import step as palm_step  # pylint: disable=g-import-not-at-top
+  from palm_jax.runtime import sharding
   config = _config()
   config.population.seeds = (0, 1, 2)
   config.population.alpha = (0.0, 0.5, 1.0)

@@ -4,7 +4,7 @@ import os
 import signal
 import time
 
-from palm_jax import preemption
+from palm_jax.runtime import preemption
 
 
 def _wait_for(cond, seconds=5.0):

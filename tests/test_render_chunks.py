@@ -5,13 +5,12 @@ that divides the batch and one that needs padding, on an environment batch split
 8 simulated devices as in training.
 """
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax import sharding
+from palm_jax.runtime import sharding
 from palm_jax.envs.latent_env import EnvParams, LatentEnv, generator_info
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 from palm_jax.models.stylegan2 import init_generator
 
 
@@ -57,7 +56,7 @@ def test_chunked_reset_and_step_equal_unchunked_bit_for_bit(gen):
 
 
 def test_render_chunk_config_is_checked_before_compiling():
-  from palm_jax import train
+  from palm_jax.palm import trainer as train
   import runpy
   import os
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax import train
+from palm_jax.palm import trainer as train
 from palm_jax.envs import latent_env, renderer
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 from palm_jax.models import procedural, stylegan2
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

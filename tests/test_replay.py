@@ -4,8 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax import replay, sharding
-from palm_jax.errors import UserError
+from palm_jax.palm import replay
+from palm_jax.runtime import sharding
+from palm_jax.runtime.errors import UserError
 
 
 def _fill(num_slots, num_envs, steps, episode_length, seed=0):

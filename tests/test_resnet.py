@@ -4,8 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax import images as host_images
-from palm_jax.errors import UserError
+from palm_jax.runtime import images as host_images
+from palm_jax.runtime.errors import UserError
 from palm_jax.models import resnet
 
 

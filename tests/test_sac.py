@@ -18,7 +18,7 @@ from flax import struct
 
 from palm_jax.agents import sac
 from palm_jax.envs import pendulum
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 
 # Every unit test shares these sizes and one config, so `init`/`update` compile once each.
 TINY = sac.SACConfig(actor_hidden=(16, 16), critic_hidden=(16, 16), action_scale=1.5)

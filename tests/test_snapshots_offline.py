@@ -12,10 +12,12 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax import checkpoint, train
-from palm_jax.errors import UserError
+from palm_jax.runtime import checkpoint
+from palm_jax.palm import trainer as train
+from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import features, linear_eval
-from palm_jax.representation import offline, pairs
+from palm_jax.palm import offline
+from palm_jax.representation import pairs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

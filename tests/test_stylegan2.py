@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from palm_jax import bench
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 from palm_jax.models import stylegan2 as sg
 
 torch = pytest.importorskip("torch")

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 from palm_jax.models import stylegan2 as sg
 from palm_jax.models import stylegan2_weights as sw
 

@@ -5,7 +5,7 @@ r"""Collect an Atari game's frames for its GAN (`config.job = "collect"`).
         --config.data=framelog:/tmp/frames_pong/frames
 
 Writes WORKDIR/frames (a frame log of 84x84 grayscale observations and their action,
-reward, terminal; palm_jax/atari_collect.py). Rerunning the same command completes an
+reward, terminal; palm_jax/atari/collect.py). Rerunning the same command completes an
 interrupted collection exactly; raising total_frames extends it. `<game>,tiny` is the test
 variant. The paper trained on the DQN Replay Dataset's 50M frames per game (collected by a
 DQN agent, Agarwal et al. 2020): read those with the gan job's `dqn_replay:` data spec;

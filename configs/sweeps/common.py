@@ -20,7 +20,7 @@ def sweep_config(mini: bool) -> ml_collections.ConfigDict:
   c.executor = "subprocess"  # each stage as `python -m palm_jax.main` (isolated) | inprocess
   c.python = ""              # interpreter for local subprocesses ("" = this one)
   # mode=local: train the members that differ only in their seed together, as one
-  # population (palm_jax/population.py: one vmapped program; a GPU runs N small members
+  # population (palm_jax/palm/population.py: one vmapped program; a GPU runs N small members
   # for about the price of one). Members without an environment (static, real_aug) and
   # the evals run one by one as always. Cluster modes run one member per task regardless.
   c.population = False

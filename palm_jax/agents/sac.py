@@ -34,7 +34,7 @@ import numpy as np
 import optax
 from flax import struct
 
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 
 Params = Any
 Metrics = Dict[str, jax.Array]

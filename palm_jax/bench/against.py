@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 
 
 def load_nvidia_generator_class(path: str):

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from typing import Any, Callable
 
+from palm_jax.runtime import files
 from palm_jax.bench import features, gan, generator, palm, suite
 
 
@@ -47,11 +47,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None):
-  from palm_jax import compile_cache  # pylint: disable=import-outside-toplevel
+  from palm_jax.runtime import compile_cache  # pylint: disable=import-outside-toplevel
   args = parse_args(sys.argv[1:] if argv is None else argv)
   compile_cache.enable()
   out = SUBCOMMANDS[args.subcommand].run(args)
   if args.json:
-    with open(args.json, "w") as f:
-      json.dump(out, f, indent=1, default=str)
+    files.write_json(args.json, out)
   return out

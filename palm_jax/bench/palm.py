@@ -72,7 +72,7 @@ def breakdown_programs(cfg, env, mesh):
   """The three parts as jitted functions of explicit arguments (no captured arrays):
   `generator(state, gen_vars, params, key)`, `acting(state, key)`,
   `updates(state, replay, gen_vars, params, bank, key)`."""
-  from palm_jax import palm_step  # pylint: disable=import-outside-toplevel
+  from palm_jax.palm import step as palm_step  # pylint: disable=import-outside-toplevel
 
   def generator(state, gen_vars, params, key):
     action = jnp.zeros((cfg.num_envs, env.action_dim), jnp.float32)
@@ -96,9 +96,10 @@ def measure_palm(config, *, chunks: int = 3, repeats: int = 5, members: int = 0)
   XLA's memory plans (chunk/iteration and each part), replay size; or `oom`.
 
   `members > 0`: a population of that many seeds in one vmapped chunk
-  (palm_jax/population.py); env steps/s then counts every member's steps, and the
+  (palm_jax/palm/population.py); env steps/s then counts every member's steps, and the
   breakdown parts (one member's programs) are not timed."""
-  from palm_jax import palm_step, population, sharding, train  # pylint: disable=import-outside-toplevel
+  from palm_jax.palm import step as palm_step, population, trainer as train  # pylint: disable=import-outside-toplevel
+  from palm_jax.runtime import sharding
   n = config.env.num_envs
   mesh = sharding.make_mesh()
   train.validate(config, mesh)

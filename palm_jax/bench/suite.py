@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import os
 import platform
 import time
@@ -40,6 +39,7 @@ from typing import Any, Callable
 
 import jax
 
+from palm_jax.runtime import files
 from palm_jax.bench import features as features_bench
 from palm_jax.bench import gan as gan_bench
 from palm_jax.bench import generator as generator_bench
@@ -286,8 +286,7 @@ def bench_suite(args: argparse.Namespace) -> dict:
 
 def _write(out: str, report: dict, budget: Budget) -> None:
   report["elapsed_s"] = budget.elapsed()
-  with open(os.path.join(out, "suite.json"), "w") as f:
-    json.dump(report, f, indent=1, default=str)
+  files.write_json(os.path.join(out, "suite.json"), report)
   with open(os.path.join(out, "suite.md"), "w") as f:
     f.write(markdown(report))
 

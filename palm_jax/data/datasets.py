@@ -30,7 +30,7 @@ import re
 import numpy as np
 
 from palm_jax.data.preprocess import resize_images, to_uint8_rgb
-from palm_jax.errors import UserError, require
+from palm_jax.runtime.errors import UserError, require
 
 KINDS = ("tfds", "npz", "folder", "interp")
 _OPTION = re.compile(r"^(coarse|limit=\d+)$")

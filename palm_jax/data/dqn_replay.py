@@ -30,7 +30,7 @@ from typing import Iterator
 
 import numpy as np
 
-from palm_jax.errors import UserError, require
+from palm_jax.runtime.errors import UserError, require
 
 PREFIX = "$store$_"
 _OBS = re.compile(r"^\$store\$_observation_ckpt\.(\d+)\.gz$")

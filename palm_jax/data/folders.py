@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from palm_jax.data.preprocess import resize_image, to_uint8_rgb
-from palm_jax.errors import UserError, require
+from palm_jax.runtime.errors import UserError, require
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 

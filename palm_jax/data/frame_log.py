@@ -48,7 +48,8 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from palm_jax.errors import UserError, require
+from palm_jax.runtime import files
+from palm_jax.runtime.errors import UserError, require
 
 INDEX = "index.json"
 # What one record costs beyond its payload in an uncompressed group_size:1 ArrayRecord
@@ -123,9 +124,8 @@ def check_disk(directory: str, num_frames: int, frame_shape: Sequence[int], dtyp
   `smaller`: how the caller's user asks for fewer frames (named in the refusal). Call it
   before compiling anything (the experience log calls it at start).
   """
-  from palm_jax import checkpoint  # pylint: disable=g-import-not-at-top  (free_bytes)
   need = expected_bytes(num_frames, frame_shape, dtype, fields, num_shards)
-  free = checkpoint.free_bytes(directory)
+  free = files.free_bytes(directory)
   if free is not None and free < need * SPACE_MARGIN:
     raise UserError(f"{what} needs about {format_bytes(need)} for {num_frames:,} frames in "
                     f"{directory} but only {format_bytes(free)} is free; {smaller} or give a "

@@ -29,7 +29,7 @@ import numpy as np
 
 from palm_jax.data import dqn_replay
 from palm_jax.envs.atari import _area_weights
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 
 STREAM_PREFIXES = ("framelog:", "dqn_replay:")
 

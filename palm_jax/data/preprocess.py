@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 
 
 def to_uint8_rgb(images: np.ndarray, *, source: str) -> np.ndarray:

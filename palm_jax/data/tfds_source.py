@@ -28,7 +28,7 @@ import numpy as np
 from absl import logging
 
 from palm_jax.data.preprocess import resize_images, to_uint8_rgb
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 
 _CHUNK = 1024
 # TFDS feature holding the image / class of the datasets users name in configs.

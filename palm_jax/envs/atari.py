@@ -35,7 +35,7 @@ import dataclasses
 
 import numpy as np
 
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 
 # The 26 games of Atari 100k (Kaiser et al. 2019, "Model-Based RL for Atari", Table 1;
 # the list in Dopamine's labs/atari_100k and rliable), as ale-py ROM ids.

@@ -15,7 +15,7 @@ from U(−0.05, 0.05). Observations `[x, ẋ, θ, θ̇]` float32.
 
 `CartPoleVectorEnv` steps N of them with one jitted, vmapped call and resets finished
 episodes itself; it has the interface of `palm_jax.envs.atari.AtariVectorEnv`, so the same
-DQN host loop (`palm_jax/agents/drq_loop.py`) drives both.
+DQN host loop (`palm_jax/atari/trainer.py`) drives both.
 """
 from __future__ import annotations
 

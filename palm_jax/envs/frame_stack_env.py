@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from palm_jax.envs.latent_env import EnvParams, EnvState, LatentEnv
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 
 SCREEN_SIZE = 84   # AtariPreprocessing.screen_size (palm_jax.envs.atari)
 STACK_SIZE = 4     # JaxDQNAgent.stack_size

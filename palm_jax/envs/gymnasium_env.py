@@ -28,7 +28,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from palm_jax.errors import UserError, require
+from palm_jax.runtime.errors import UserError, require
 
 try:
   import gymnasium as gym

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from palm_jax.envs import latent_env as latent_lib
-from palm_jax.errors import UserError, require
+from palm_jax.runtime.errors import UserError, require
 
 try:
   from gymnax.environments import environment, spaces

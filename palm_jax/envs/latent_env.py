@@ -30,7 +30,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from palm_jax.envs.renderer import RendererHandle, check_renderer, to_uint8
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 
 
 @struct.dataclass

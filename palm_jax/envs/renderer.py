@@ -31,7 +31,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import jax
 import jax.numpy as jnp
 
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 
 
 @runtime_checkable

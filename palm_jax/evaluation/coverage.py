@@ -33,8 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from palm_jax import sharding
-from palm_jax.errors import require
+from palm_jax.runtime import sharding
+from palm_jax.runtime.errors import require
 
 FEATURE_SPACES = ("inception", "encoder", "pixels")
 

@@ -27,8 +27,8 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh
 
-from palm_jax import checkpoint, sharding
-from palm_jax.errors import require
+from palm_jax.runtime import checkpoint, sharding
+from palm_jax.runtime.errors import require
 from palm_jax.models import resnet
 
 ENCODER_INITS = ("checkpoint", "random")

@@ -28,8 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from palm_jax import sharding
-from palm_jax.errors import require
+from palm_jax.runtime import sharding
+from palm_jax.runtime.errors import require
 
 DEFAULT_KS = (20, 200)
 DEFAULT_TEMPERATURE = 0.07

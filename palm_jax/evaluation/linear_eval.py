@@ -36,13 +36,14 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh
 
-from palm_jax import checkpoint as ckpt_lib
-from palm_jax import sharding
+from palm_jax.runtime import files
+from palm_jax.runtime import checkpoint as ckpt_lib
+from palm_jax.runtime import sharding
 from palm_jax.data import Dataset, load_dataset
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 from palm_jax.evaluation import features as features_lib
 from palm_jax.evaluation import cv_probe, knn_classifier, linear_probe
-from palm_jax.metrics import MetricWriter
+from palm_jax.runtime.metrics import MetricWriter
 
 RESULT_FILE = "linear_eval.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -197,13 +198,6 @@ def evaluate_linear(encoder: features_lib.Encoder, train: str | Dataset, test: s
   return result
 
 
-def _write_json(path: str, obj) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(obj, f, indent=2)
-  os.replace(path + ".tmp", path)
-
-
 def write_result(workdir: str, result: Mapping[str, Any], *, filename: str = RESULT_FILE,
                  prefix: str = "linear_eval") -> str:
   """Writes the record `workdir/eval/<record_name>` and the latest copy `<filename>`, and
@@ -211,8 +205,8 @@ def write_result(workdir: str, result: Mapping[str, Any], *, filename: str = RES
   eval_dir = os.path.join(workdir, "eval")
   path = os.path.join(eval_dir, record_name(result, os.path.splitext(filename)[0]))
   if jax.process_index() == 0:
-    _write_json(path, result)
-    _write_json(os.path.join(eval_dir, filename), dict(result, record=os.path.basename(path)))
+    files.write_json(path, result)
+    files.write_json(os.path.join(eval_dir, filename), dict(result, record=os.path.basename(path)))
   writer = MetricWriter(eval_dir)
   scalars = {f"{prefix}/{_slug(result.get('dataset'))}/{k}": v for k, v in result.items()
              if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "step"}
@@ -244,7 +238,7 @@ def random_floor(kwargs: Mapping[str, Any], train: Dataset, test: Dataset, *, se
   result = evaluate_linear(encoder, train, test, seed=seed, mesh=mesh)
   if jax.process_index() == 0:
     try:
-      _write_json(cache, result)
+      files.write_json(cache, result)
     except OSError:  # a read-only home: the floor is just recomputed next time
       pass
   return result

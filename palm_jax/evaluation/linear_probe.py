@@ -33,8 +33,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from palm_jax import sharding
-from palm_jax.errors import require
+from palm_jax.runtime import sharding
+from palm_jax.runtime.errors import require
 
 DEFAULT_WEIGHT_DECAYS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 

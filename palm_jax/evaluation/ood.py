@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from palm_jax import sharding
-from palm_jax.errors import require
+from palm_jax.runtime import sharding
+from palm_jax.runtime.errors import require
 from palm_jax.evaluation import auroc as auroc_lib
 from palm_jax.evaluation.linear_probe import LinearProbe, probe_logits
 

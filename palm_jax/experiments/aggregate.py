@@ -5,7 +5,7 @@ Metrics are read from every `runs/<member>/eval/*.json`, by content rather than 
 
   * a linear probe result (palm_jax/evaluation/linear_eval.py: a dict with `test_top1`,
     `dataset`, `step`)            → metric `linear_eval/test_top1`
-  * an OOD details file (palm_jax/evaluation/ood_eval.py `ood_details.json`: `auroc` =
+  * an OOD details file (palm_jax/jobs/ood_eval.py `ood_details.json`: `auroc` =
     {set: {score: auroc}}, `step`, `probe_test_top1`) → metrics `ood/<set>/<score>` and
     `ood/probe_test_top1` (the linear probe behind MSP, on the in-distribution test
     set: the probe top-1 of a sweep whose only eval is ood_eval); a bare `ood.json`
@@ -18,7 +18,7 @@ Metrics are read from every `runs/<member>/eval/*.json`, by content rather than 
 From the member's training log (`runs/<member>/metrics.jsonl`, when it has one), family
 `train`: the mean over the last fifth of its chunks (at least one) of the exploration
 metrics and the losses a reader checks beside the probe — `train/apt_gain`,
-`train/action_share_policy`, `train/action_share_random` (palm_jax/exploration.py),
+`train/action_share_policy`, `train/action_share_random` (palm_jax/palm/exploration.py),
 `train/sac_alpha`, `train/sac_entropy`, `train/simsiam_loss`; a member without a key has
 no value for it (offline members play no policy).
 
@@ -51,7 +51,7 @@ import math
 import os
 from typing import Sequence
 
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 from palm_jax.experiments import intervals, runner, spec as spec_lib
 
 # metrics.jsonl key → results metric (family "train"), averaged over the last fifth.

@@ -37,19 +37,13 @@ from typing import Callable, Sequence
 
 from absl import logging
 
-from palm_jax.errors import UserError
+from palm_jax.runtime import files
+from palm_jax.runtime.errors import UserError
 from palm_jax.experiments import spec as spec_lib
 
 DONE_FILE = "DONE"
 STATUS_FILE = "status.json"
 MEMBER_FILE = "member.json"
-
-
-def _write_json(path: str, obj) -> None:
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "w") as f:
-    json.dump(obj, f, indent=2, default=str)
-  os.replace(path + ".tmp", path)
 
 
 def read_status(member_dir: str) -> dict:
@@ -75,7 +69,7 @@ def write_member_file(member: spec_lib.Member) -> None:
                    "command": ["python", "-m", "palm_jax.main",
                                *stage.argv(member.workdir)],
                    "config": json.loads(config.to_json_best_effort())})
-  _write_json(os.path.join(member.workdir, MEMBER_FILE), {
+  files.write_json(os.path.join(member.workdir, MEMBER_FILE), {
       "name": member.name, "index": member.index, "variant": member.variant,
       "axes": [[k, v] for k, v in member.axes], "stages": stages})
 
@@ -151,7 +145,7 @@ def run_member(member: spec_lib.Member, *, executor: str = "subprocess",
   for stage in member.stages:
     if stage.name in completed:
       continue
-    _write_json(os.path.join(member.workdir, STATUS_FILE), {
+    files.write_json(os.path.join(member.workdir, STATUS_FILE), {
         "state": "running", "stage": stage.name, "completed": completed,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
     if on_stage is not None:
@@ -166,19 +160,19 @@ def run_member(member: spec_lib.Member, *, executor: str = "subprocess",
     else:
       error = _run_subprocess(stage, member, python or sys.executable)
     if error is not None:
-      _write_json(os.path.join(member.workdir, STATUS_FILE), {
+      files.write_json(os.path.join(member.workdir, STATUS_FILE), {
           "state": "failed", "stage": stage.name, "completed": completed, "error": error,
           "seconds": round(time.time() - t0, 1)})
       return error
     completed.append(stage.name)
-  _write_json(os.path.join(member.workdir, STATUS_FILE), {
+  files.write_json(os.path.join(member.workdir, STATUS_FILE), {
       "state": "done", "completed": completed, "seconds": round(time.time() - start, 1)})
   with open(os.path.join(member.workdir, DONE_FILE), "w") as f:
     f.write(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
   return None
 
 
-# Jobs whose training stage accepts `config.population` (palm_jax/population.py).
+# Jobs whose training stage accepts `config.population` (palm_jax/palm/population.py).
 POOLABLE_JOBS = ("palm",)
 _NO_ENVIRONMENT_PAIRS = ("real", "real_aug")  # offline SimSiam (representation/offline.py)
 
@@ -231,7 +225,7 @@ def _train_populations(members, summary: Summary, executor: str, python: str | N
     print(f"sweep: population of {len(todo)} ({', '.join(m.name for m in todo)}) in {workdir}",
           flush=True)
     for m in todo:
-      _write_json(os.path.join(m.workdir, STATUS_FILE), {
+      files.write_json(os.path.join(m.workdir, STATUS_FILE), {
           "state": "running", "stage": "train", "completed": [], "population": workdir})
       if on_stage is not None:
         on_stage(m, "train")
@@ -240,11 +234,11 @@ def _train_populations(members, summary: Summary, executor: str, python: str | N
              else _run_subprocess(stage, pseudo, python or sys.executable))
     for m in todo:
       if error is None:
-        _write_json(os.path.join(m.workdir, STATUS_FILE), {
+        files.write_json(os.path.join(m.workdir, STATUS_FILE), {
             "state": "running", "completed": ["train"], "population": workdir,
             "seconds": round(time.time() - t0, 1)})
       else:
-        _write_json(os.path.join(m.workdir, STATUS_FILE), {
+        files.write_json(os.path.join(m.workdir, STATUS_FILE), {
             "state": "failed", "stage": "train", "completed": [], "error": error,
             "population": workdir, "seconds": round(time.time() - t0, 1)})
         summary.failed[m.name] = error
@@ -257,7 +251,7 @@ def run_local(members: Sequence[spec_lib.Member], *, executor: str = "subprocess
   """Runs every member not yet done, one after another; failures are recorded, not raised.
 
   `population=True`: first, the members that differ only in their seed train together as
-  one population (palm_jax/population.py, one program for all seeds), each into its own
+  one population (palm_jax/palm/population.py, one program for all seeds), each into its own
   folder; then every member's evaluations run as usual."""
   if executor not in ("subprocess", "inprocess"):
     raise UserError(f"config.executor={executor!r} is not known; use 'subprocess' (isolated, "

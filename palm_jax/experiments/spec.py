@@ -38,7 +38,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from palm_jax.errors import UserError, require
+from palm_jax.runtime.errors import UserError, require
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SEED_KEY = "seed"

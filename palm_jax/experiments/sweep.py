@@ -10,7 +10,7 @@ r"""`config.job = "sweep"`: many runs from one config, and their results as tabl
   local      run every unfinished member here, one after another (resumable; failures are
              recorded and the sweep goes on), then aggregate; with `config.population=True`
              the members that differ only in their seed train as one population first
-             (palm_jax/population.py: one program, N seeds; what a GPU wants for small
+             (palm_jax/palm/population.py: one program, N seeds; what a GPU wants for small
              configs), each into its own folder, then every member's evals run
   expand     only write WORKDIR/runs/<member>/member.json (what would run, and how)
   slurm      write a SLURM job array (WORKDIR/slurm/, launch/slurm_array.sbatch)
@@ -25,12 +25,12 @@ other jobs only through their command line (`python -m palm_jax.main`) or, with
 """
 from __future__ import annotations
 
-import json
 import os
 
 import jax
 
-from palm_jax.errors import require
+from palm_jax.runtime import files
+from palm_jax.runtime.errors import require
 from palm_jax.experiments import aggregate as aggregate_lib
 from palm_jax.experiments import cluster, runner, spec as spec_lib
 
@@ -38,13 +38,9 @@ MODES = ("local", "expand", "slurm", "tpu", "aggregate")
 
 
 def _write_index(members, workdir: str) -> str:
-  path = os.path.join(workdir, "sweep.json")
-  os.makedirs(workdir, exist_ok=True)
-  with open(path, "w") as f:
-    json.dump({"members": [{"index": m.index, "name": m.name, "variant": m.variant,
-                            "axes": [[k, v] for k, v in m.axes], "workdir": m.workdir}
-                           for m in members]}, f, indent=2, default=str)
-  return path
+  return files.write_json(os.path.join(workdir, "sweep.json"), {"members": [
+      {"index": m.index, "name": m.name, "variant": m.variant,
+       "axes": [[k, v] for k, v in m.axes], "workdir": m.workdir} for m in members]})
 
 
 def _generator_first(config, workdir: str) -> spec_lib.Member | None:

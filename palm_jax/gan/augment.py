@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 
 PIPELINES = {
     "blit": dict(xflip=1, rotate90=1, xint=1),

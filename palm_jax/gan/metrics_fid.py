@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palm_jax.errors import UserError, require
+from palm_jax.runtime.errors import UserError, require
 
 _FEATURES = 2048
 

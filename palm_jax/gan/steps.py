@@ -34,7 +34,7 @@ from palm_jax.gan import augment as aug
 from palm_jax.gan import loss as losses
 from palm_jax.models.discriminator import Discriminator
 from palm_jax.models.stylegan2 import Generator
-from palm_jax.sharding import DATA
+from palm_jax.runtime.sharding import DATA
 
 # The names of the scalars every step reports (summed on the device between log steps).
 STAT_NAMES = ("loss_g", "loss_d", "scores_real", "scores_fake", "loss_r1", "r1_penalty",

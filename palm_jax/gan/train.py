@@ -20,14 +20,14 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from palm_jax import preemption, preflight, sharding
-from palm_jax.checkpoint import Checkpointer, checkpoint_dir
+from palm_jax.runtime import preemption, run_records as preflight, sharding
+from palm_jax.runtime.checkpoint import Checkpointer, checkpoint_dir
 from palm_jax.data import frame_stream
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 from palm_jax.gan import augment as aug
 from palm_jax.gan import steps
-from palm_jax.images import make_grid, save_png
-from palm_jax.metrics import MetricWriter, Progress
+from palm_jax.runtime.images import make_grid, save_png
+from palm_jax.runtime.metrics import MetricWriter, Progress
 from palm_jax.models.discriminator import Discriminator
 from palm_jax.models.stylegan2 import Generator, GeneratorHandle, init_generator
 from palm_jax.models.stylegan2 import save_generator_npz

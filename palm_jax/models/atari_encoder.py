@@ -15,7 +15,7 @@ settings of `labs/atari_100k/configs/DrQ_eps.gin` (`noisy = False`, `dueling = T
 
 All kernels `xavier_uniform`, biases zero, as in Dopamine. The torso is its own module so
 that PALM pretraining can produce it and DrQ finetuning can load it
-(`palm_jax.checkpoint.restore_encoder`); the head is always trained from scratch.
+(`palm_jax.runtime.checkpoint.restore_encoder`); the head is always trained from scratch.
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ class PalmAtariEncoder(AtariEncoder):
 
   Divides by 255 as DrQ's agent does before its network, and has exactly the parameters
   of `AtariEncoder` (`Conv_0..2`), so `restore_encoder` of a PALM run drops into DrQ's
-  `params['encoder']` (`palm_jax.atari100k.load_palm_encoder`). `train` is accepted for
+  `params['encoder']` (`palm_jax.jobs.atari100k.load_palm_encoder`). `train` is accepted for
   SimSiam's encoder interface; the torso has no BatchNorm.
   """
 

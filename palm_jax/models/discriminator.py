@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 
 Dtype = Any
 LRELU_ALPHA = 0.2

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from palm_jax.envs.renderer import FunctionRenderer, RendererHandle
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 
 SHAPES = ("disc", "square", "triangle", "ring")
 FACTORS = ("x", "y", "size", "angle", "brightness", "bg_level", "bg_angle", "bg_slope")

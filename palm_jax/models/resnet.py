@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 
 # CIFAR-10 training-set per-channel mean and standard deviation of images in [0, 1].
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
@@ -53,7 +53,7 @@ def images_to_uint8(images: jax.Array) -> jax.Array:
   """float `[..., H, W, C]` in [-1, 1] → uint8: `u = clip(floor(x * 127.5 + 128), 0, 255)`.
 
   Same rounding as NVIDIA's StyleGAN `(img * 127.5 + 128).clamp(0, 255).to(uint8)` and as
-  `palm_jax.images.to_uint8`; `images_to_float(images_to_uint8(x))` is within 1/255 of x.
+  `palm_jax.runtime.images.to_uint8`; `images_to_float(images_to_uint8(x))` is within 1/255 of x.
   uint8 input is returned unchanged. Jittable; use it before inserting into the replay.
   """
   if images.dtype == jnp.uint8:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 
 PAIR_SOURCES = ("temporal", "same_class", "perturbation", "real")
 

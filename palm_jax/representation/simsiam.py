@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 from palm_jax.models.atari_encoder import PalmAtariEncoder, torso_features
 from palm_jax.models.heads import Predictor, Projector
 from palm_jax.models.resnet import ResNet, infer_resnet

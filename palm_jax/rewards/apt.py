@@ -32,7 +32,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 
 
 @flax.struct.dataclass

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 from palm_jax.models.stylegan2.network import (NOISE_MODES, Generator, GeneratorConfig,
                                                validate_impls)
 

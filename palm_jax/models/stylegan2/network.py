@@ -53,7 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 from palm_jax.models.stylegan2.ops import (_ACTIVATION_GAIN, _HIGHEST, MODULATIONS,
                                            UP_IMPLS, _activate, choice_for_resolution,
                                            modulated_conv2d, normalize_2nd_moment,

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palm_jax.errors import UserError, require
+from palm_jax.runtime.errors import UserError, require
 
 UP_IMPLS = ("polyphase", "transpose")
 # "activations": scale the inputs by the styles, one shared-weight conv, scale the outputs by

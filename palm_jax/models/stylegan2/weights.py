@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palm_jax.errors import UserError, require
+from palm_jax.runtime.errors import UserError, require
 from palm_jax.models.stylegan2.handle import GeneratorHandle
 from palm_jax.models.stylegan2.network import Generator, GeneratorConfig
 from palm_jax.models.stylegan2.ops import fir_filter_2d

@@ -49,10 +49,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from palm_jax import replay as replay_lib
-from palm_jax import sharding
+from palm_jax.palm import replay as replay_lib
+from palm_jax.runtime import sharding
 from palm_jax.data import frame_log
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 
 DIRECTORY = "experience"
 ACTION_DTYPE = "float16"

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 
 DATA = "data"
 

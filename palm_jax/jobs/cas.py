@@ -12,15 +12,14 @@ table.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import jax
-import numpy as np
 
-from palm_jax import images, preflight
-from palm_jax.errors import require
+from palm_jax.runtime import files
+from palm_jax.runtime import images, run_records as preflight
+from palm_jax.runtime.errors import require
 from palm_jax.evaluation import cas, linear_eval
 from palm_jax.models import stylegan2
 
@@ -71,10 +70,7 @@ def run(config, workdir: str) -> None:
     n = int(config.num_per_class)
     grid = imgs.reshape((-1, n) + imgs.shape[1:])[:, :min(n, 10)]
     images.save_png(os.path.join(eval_dir, f"cas_samples_{name}.png"), images.make_grid(grid))
-  path = os.path.join(eval_dir, "cas.json")
-  with open(path + ".tmp", "w") as f:
-    json.dump(result, f, indent=2)
-  os.replace(path + ".tmp", path)
+  path = files.write_json(os.path.join(eval_dir, "cas.json"), result)
   lines = [f"CAS ({len(train)} real train / {len(test)} real test images, "
            f"{config.num_per_class} samples per class):"]
   for kind, by in table.items():

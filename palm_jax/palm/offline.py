@@ -2,7 +2,7 @@
 
 When SimSiam's positive pairs do not come from the agent's experience there is nothing for
 the environment, SAC or the replay to do, so `config.job = "palm"` with `simsiam.pairs` in
-`OFFLINE_PAIRS` runs this small loop instead of the PALM loop (`palm_jax/train.py`):
+`OFFLINE_PAIRS` runs this small loop instead of the PALM loop (`palm_jax/palm/trainer.py`):
 
   real_aug   x1 = aug(x), x2 = aug'(x) for ONE real image x drawn uniformly from
              `simsiam.real_data` (SimSiam's own CIFAR baseline, Chen & He 2021, Sec. 4:
@@ -32,10 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from palm_jax import checkpoint as ckpt_lib
-from palm_jax import metrics as metrics_lib
-from palm_jax import sharding
-from palm_jax.errors import require
+from palm_jax.runtime import checkpoint as ckpt_lib
+from palm_jax.runtime import metrics as metrics_lib
+from palm_jax.runtime import sharding
+from palm_jax.runtime.errors import require
 from palm_jax.representation import pairs as pairs_lib
 from palm_jax.representation import simsiam
 from palm_jax.representation.augment import augment

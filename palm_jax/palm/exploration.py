@@ -16,7 +16,7 @@ and TensorBoard, `explore/*`):
   action_share_random      part: the latent recursion is linear, so the action part is the
                            same EMA run on `α s a_t` alone (`A_0 = 0`,
                            `A_t = β A_{t−1} + (1−β) α s a_t`) and the share is
-                           mean_i ||A_T,i||² / ||z_T,i||² (palm_jax/budget.py gives its
+                           mean_i ||A_T,i||² / ||z_T,i||² (palm_jax/palm/budget.py gives its
                            closed form for a constant saturated action).
   replay_classes           distinct episode classes among the replay's filled slots.
   replay_feature_spread    tr Cov(h) / E||h||² of encoder features of a replay sample of
@@ -31,8 +31,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from palm_jax import replay as replay_lib
-from palm_jax import sharding
+from palm_jax.palm import replay as replay_lib
+from palm_jax.runtime import sharding
 from palm_jax.agents import sac
 from palm_jax.envs.latent_env import LatentEnv, random_actions
 from palm_jax.representation import simsiam

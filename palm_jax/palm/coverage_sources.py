@@ -32,11 +32,12 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from palm_jax import checkpoint as ckpt_lib
-from palm_jax import palm_step, sharding
+from palm_jax.runtime import checkpoint as ckpt_lib
+from palm_jax.palm import step as palm_step
+from palm_jax.runtime import sharding
 from palm_jax.data import preprocess
 from palm_jax.envs.latent_env import LatentEnv
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 
 BUILTIN = ("uniform", "palm")
 FRAMELOG = "framelog:"
@@ -63,7 +64,7 @@ def setup(config, run_dir: str) -> RunSetup:
 
   `config.generator` (non-empty) wins; otherwise the run's own generator.
   """
-  from palm_jax import train  # pylint: disable=g-import-not-at-top
+  from palm_jax.palm import trainer as train  # pylint: disable=g-import-not-at-top
   run_cfg = run_config(run_dir)
   base = run_cfg if run_cfg is not None else config
   if config.generator:
@@ -91,7 +92,7 @@ def _fit(frames: np.ndarray, size: int) -> np.ndarray:
 def framelog_images(spec: str, num: int, *, size: int) -> tuple[np.ndarray, dict]:
   """uint8 [num, size, size, 3]: `num` frames evenly spaced over the frame log `spec`
   (`framelog:<dir>`; a run directory means its `experience/` log), and what was read."""
-  from palm_jax import experience_log  # pylint: disable=g-import-not-at-top
+  from palm_jax.palm import experience_log  # pylint: disable=g-import-not-at-top
   from palm_jax.data import frame_log  # pylint: disable=g-import-not-at-top
   directory = spec[len(FRAMELOG):]
   nested = os.path.join(directory, experience_log.DIRECTORY)
@@ -111,7 +112,7 @@ def framelog_images(spec: str, num: int, *, size: int) -> tuple[np.ndarray, dict
 def uniform_images(run: RunSetup, num: int, *, seed: int, size: int,
                    batch: int = 256) -> np.ndarray:
   """uint8 [num, size, size, 3]: reset frames (class uniform, z ~ N(0, I)) of the env."""
-  from palm_jax import train  # pylint: disable=g-import-not-at-top
+  from palm_jax.palm import trainer as train  # pylint: disable=g-import-not-at-top
   env, params = _env(run.config, run.gen), train.env_params_from(run.config)
   reset = jax.jit(lambda k, v: env.reset(k, v, params, batch)[0])
   key, out = jax.random.PRNGKey(seed), []
@@ -122,7 +123,7 @@ def uniform_images(run: RunSetup, num: int, *, seed: int, size: int,
 
 def restore_palm_state(run: RunSetup, step: int | None, mesh):
   """(step, PalmState, env, env_params) restored from the run's checkpoint (no replay)."""
-  from palm_jax import train  # pylint: disable=g-import-not-at-top
+  from palm_jax.palm import trainer as train  # pylint: disable=g-import-not-at-top
   require(bool(run.workdir), "source 'palm' needs a PALM run: set config.run (or "
                              "--workdir) to a directory with config_palm.json and checkpoints.")
   cfg = run.config

@@ -22,19 +22,19 @@ and the AUROCs as TensorBoard scalars `ood/<in-distribution>/<set>/<score>`.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
 import jax
 from absl import logging
 
-from palm_jax import sharding
+from palm_jax.runtime import files
+from palm_jax.runtime import sharding
 from palm_jax.data import Dataset, make_interp, parse_spec_list
-from palm_jax.errors import require
+from palm_jax.runtime.errors import require
 from palm_jax.evaluation import features as features_lib
 from palm_jax.evaluation import linear_eval, linear_probe, ood, roc_plot
-from palm_jax.metrics import MetricWriter
+from palm_jax.runtime.metrics import MetricWriter
 
 
 def ood_specs(ood_field: str, test_spec: str) -> list[str]:
@@ -52,14 +52,6 @@ def _unique(name: str, taken: set) -> str:
     out, i = f"{name}_{i}", i + 1
   taken.add(out)
   return out
-
-
-def _write_json(path: str, obj) -> None:
-  if jax.process_index() == 0:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-      json.dump(obj, f, indent=2)
-    os.replace(path + ".tmp", path)
 
 
 def run(config, workdir: str) -> None:
@@ -117,11 +109,11 @@ def run(config, workdir: str) -> None:
   # and step in its name); ood.json / ood_details.json are copies of the latest.
   record = linear_eval.record_name({"dataset": test.name, "test_name": "+".join(aurocs),
                                     "encoder_init": encoder.init, "step": encoder.step}, "ood")
-  _write_json(os.path.join(eval_dir, "ood.json"), aurocs)
-  _write_json(os.path.join(eval_dir, record), {
+  files.write_json(os.path.join(eval_dir, "ood.json"), aurocs)
+  files.write_json(os.path.join(eval_dir, record), {
       "record": record, "in_distribution": test.name, "step": int(encoder.step),
       "encoder_init": encoder.init, "auroc": aurocs})
-  _write_json(os.path.join(eval_dir, "ood_details.json"), {
+  files.write_json(os.path.join(eval_dir, "ood_details.json"), {
       "record": record,
       "step": int(encoder.step), "encoder_init": encoder.init, "encoder": encoder.kwargs,
       "in_distribution": {"train": train.spec, "test": test.spec, "num_train": len(train),

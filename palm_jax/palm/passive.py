@@ -3,7 +3,7 @@
 The encoder, heads, optimiser, batch size and number of updates are those of the `palm`
 job with the same config (`train.Plan`: updates start after the warm-up iterations,
 `updates_per_step` per iteration), but the temporal pairs come from an experience log
-(`config.experience.log`, `palm_jax/experience_log.py`) instead of the live replay; there
+(`config.experience.log`, `palm_jax/palm/experience_log.py`) instead of the live replay; there
 is no environment, generator, SAC or APT reward. A pair is (s_t, s_{t+1}): the records
 of one environment at iterations i and i + 1 with t increasing by one, so it never
 crosses an episode boundary. Two orders (`config.passive.order`):
@@ -33,11 +33,12 @@ import jax
 import numpy as np
 from absl import logging
 
-from palm_jax import replay as replay_lib
-from palm_jax import sharding
+from palm_jax.palm import replay as replay_lib
+from palm_jax.runtime import sharding
 from palm_jax.data import frame_log
-from palm_jax.errors import require
-from palm_jax.representation import offline, simsiam
+from palm_jax.runtime.errors import require
+from palm_jax.palm import offline
+from palm_jax.representation import simsiam
 
 ORDERS = ("ordered", "random")
 

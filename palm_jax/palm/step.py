@@ -30,8 +30,8 @@ import jax.numpy as jnp
 from flax import struct
 from jax.sharding import Mesh
 
-from palm_jax import replay as replay_lib
-from palm_jax import sharding
+from palm_jax.palm import replay as replay_lib
+from palm_jax.runtime import sharding
 from palm_jax.agents import sac
 from palm_jax.envs.latent_env import EnvParams, EnvState, LatentEnv, random_actions
 from palm_jax.representation import pairs as pairs_lib
@@ -232,7 +232,7 @@ def make_chunk(cfg: StepConfig, env: LatentEnv, mesh: Mesh, length: int, state_s
 
   Runs `length` iterations; metrics are averaged over the iterations that ran updates
   (`updated` is the fraction that did). `state` and `replay` are donated.
-  `members > 0`: a population (palm_jax/population.py): `state`, `replay` and `env_params`
+  `members > 0`: a population (palm_jax/palm/population.py): `state`, `replay` and `env_params`
   carry a leading member axis and the iteration is `jax.vmap`ped over it (generator and
   real bank shared); metrics are `[members]`.
   `loop="scan"`: one jitted `lax.scan` over the iterations (accelerators: one dispatch per

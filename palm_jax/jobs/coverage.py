@@ -19,7 +19,6 @@ and the values as TensorBoard scalars `coverage/<space>/<source>`.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -27,11 +26,13 @@ import jax
 import numpy as np
 from absl import logging
 
-from palm_jax import images, sharding
+from palm_jax.runtime import files
+from palm_jax.runtime import images, sharding
 from palm_jax.data import parse_spec
-from palm_jax.errors import UserError, require
-from palm_jax.evaluation import coverage, coverage_sources, linear_eval
-from palm_jax.metrics import MetricWriter
+from palm_jax.runtime.errors import UserError, require
+from palm_jax.evaluation import coverage, linear_eval
+from palm_jax.palm import coverage_sources
+from palm_jax.runtime.metrics import MetricWriter
 
 
 def parse_sources(field: str) -> list[str]:
@@ -72,14 +73,6 @@ def pairs_grid(generated: np.ndarray, nearest: np.ndarray, rows: int = 8,
   r = np.concatenate([nearest[:k], np.zeros((pad,) + nearest.shape[1:], np.uint8)])
   both = np.stack([g, r], axis=1)                        # [k', 2, H, W, C]
   return images.make_grid(both.reshape((rows, 2 * pairs_per_row) + g.shape[1:]))
-
-
-def _write_json(path: str, obj) -> None:
-  if jax.process_index() == 0:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-      json.dump(obj, f, indent=2)
-    os.replace(path + ".tmp", path)
 
 
 def run(config, workdir: str) -> None:
@@ -169,7 +162,7 @@ def run(config, workdir: str) -> None:
       "search_seconds": round(time.time() - t1, 3), "num_devices": int(mesh.size),
       "platform": jax.devices()[0].platform}
   path = os.path.join(eval_dir, f"coverage_{space}.json")
-  _write_json(path, result)
+  files.write_json(path, result)
   writer = MetricWriter(eval_dir)
   writer.write_scalars(int(meta.get("palm", {}).get("step", 0)),
                        {f"coverage/{space}/{k}": v for k, v in values.items()})

@@ -30,16 +30,19 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from palm_jax import budget
-from palm_jax import checkpoint as ckpt_lib
-from palm_jax import experience_log, exploration
-from palm_jax import images, metrics as metrics_lib, palm_step, preemption, preflight
-from palm_jax import replay as replay_lib, sharding
+from palm_jax.palm import budget
+from palm_jax.runtime import files
+from palm_jax.runtime import checkpoint as ckpt_lib
+from palm_jax.palm import experience_log, exploration
+from palm_jax.runtime import images, metrics as metrics_lib, preemption, run_records as preflight
+from palm_jax.palm import step as palm_step
+from palm_jax.palm import replay as replay_lib
+from palm_jax.runtime import sharding
 from palm_jax.agents import sac
 from palm_jax.envs import frame_stack_env, latent_env
 from palm_jax.envs.latent_env import EnvParams
-from palm_jax.errors import UserError, require
-from palm_jax.representation import offline
+from palm_jax.runtime.errors import UserError, require
+from palm_jax.palm import offline
 from palm_jax.representation import pairs as pairs_lib
 from palm_jax.representation import simsiam
 from palm_jax.rewards import apt
@@ -337,7 +340,7 @@ def train(config, workdir: str) -> TrainResult:
                                     (gen.img_resolution, gen.img_resolution, 3)),
       action_dim=env.action_dim, total_iterations=plan.total_iterations, chunk=plan.chunk)
       if experience_log.enabled(config) else None)
-  ckpt_lib.check_free_space(ckpt.directory, ckpt_lib.tree_bytes(
+  files.check_free_space(ckpt.directory, ckpt_lib.tree_bytes(
       abstract_state, abstract_replay if save_replay else None), "a checkpoint of this run")
   restored = ckpt.restore(abstract_state,
                           replay_template=abstract_replay if save_replay else None)
@@ -451,7 +454,7 @@ def _train_offline(config, workdir, plan, mesh, eval_data) -> TrainResult:
   ss_cfg = _simsiam_config(config, plan.total_updates)
   final_eval = lambda ss_state, steps: _final_linear_eval(  # noqa: E731
       config, workdir, ss_state, ss_cfg, steps, mesh, eval_data)
-  from palm_jax.representation import passive  # pylint: disable=g-import-not-at-top
+  from palm_jax.palm import passive  # pylint: disable=g-import-not-at-top
   loop = passive.train_passive if config.job == "passive" else offline.train_offline
   ss_state, metrics = loop(
       config, workdir, plan, ss_cfg, meta_fn=lambda steps: _meta(config, ss_cfg, steps),

@@ -38,7 +38,7 @@ import math
 
 from absl import logging
 
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 
 EPOCH_IMAGES = 50_000          # CIFAR-10's train split: the unit of "epochs equivalent"
 SIMSIAM_CIFAR_UPDATES = 78_125  # 800 epochs x 50,000 / 512 (SimSiam's CIFAR schedule)

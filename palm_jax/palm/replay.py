@@ -28,8 +28,8 @@ import jax.numpy as jnp
 from flax import struct
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from palm_jax.errors import require
-from palm_jax.sharding import DATA
+from palm_jax.runtime.errors import require
+from palm_jax.runtime.sharding import DATA
 
 
 @struct.dataclass

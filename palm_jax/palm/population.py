@@ -36,13 +36,17 @@ import numpy as np
 from absl import flags, logging
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from palm_jax import budget
-from palm_jax import checkpoint as ckpt_lib
-from palm_jax import experience_log, metrics as metrics_lib, palm_step, preemption, preflight
-from palm_jax import sharding, train
+from palm_jax.palm import budget
+from palm_jax.runtime import files
+from palm_jax.runtime import checkpoint as ckpt_lib
+from palm_jax.palm import experience_log, step as palm_step
+from palm_jax.runtime import metrics as metrics_lib, preemption, run_records as preflight
+from palm_jax.runtime import sharding
+from palm_jax.palm import trainer as train
 from palm_jax.envs import frame_stack_env
-from palm_jax.errors import UserError, require
-from palm_jax.representation import offline, simsiam
+from palm_jax.runtime.errors import require
+from palm_jax.palm import offline
+from palm_jax.representation import simsiam
 
 MEMBERS_DIR = "members"
 
@@ -225,7 +229,7 @@ def train_population(config, workdir: str) -> list[train.TrainResult]:
   save_replay = bool(config.checkpoint.save_replay)
   abstract_state, abstract_replay = jax.eval_shape(init_fn, keys[0], gen_vars,
                                                    member_params[0])
-  ckpt_lib.check_free_space(ckpts[0][0].directory, n * ckpt_lib.tree_bytes(
+  files.check_free_space(ckpts[0][0].directory, n * ckpt_lib.tree_bytes(
       abstract_state, abstract_replay if save_replay else None),
       f"a checkpoint of each of the {n} members")
   restored = _restore(ckpts, team, abstract_state, abstract_replay, save_replay)

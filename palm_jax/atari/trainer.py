@@ -34,7 +34,7 @@ import numpy as np
 from palm_jax.agents import drq
 from palm_jax.agents.nstep_replay import NStepReplay
 from palm_jax.envs.atari import FrameStack
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 
 
 @dataclasses.dataclass

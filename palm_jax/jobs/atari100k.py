@@ -15,7 +15,7 @@ Training metrics (loss, ε, steps/s, recent game scores) go to `WORKDIR/metrics.
 with progress and ETA in the log.
 
 Resuming: every `config.checkpoint_every` agent steps, at the end of training and on
-SIGTERM/SIGINT (`palm_jax.preemption`: exit status 3), `WORKDIR/checkpoints/<step>` gets
+SIGTERM/SIGINT (`palm_jax.runtime.preemption`: exit status 3), `WORKDIR/checkpoints/<step>` gets
 the whole loop — agent, optimiser, replay (0.7 GB of frames at 100k steps, raw), frame
 stacks, counters and the emulators' machine states — and rerunning the same command
 continues exactly where it stopped (the parameters equal an uninterrupted run's). A finished training is not
@@ -29,12 +29,11 @@ the table (whose random scores came from a different protocol, see `atari_scores
 The encoder (the conv torso, `palm_jax/models/atari_encoder.py`) starts from scratch
 (`config.encoder_init = "random"`) or from a PALM run's saved encoder
 (`"palm"`, with `config.encoder_workdir` that run's workdir, read by
-`palm_jax.checkpoint.restore_encoder`); `config.freeze_encoder = True` keeps it fixed and
+`palm_jax.runtime.checkpoint.restore_encoder`); `config.freeze_encoder = True` keeps it fixed and
 trains only the Q head. "PALM + DrQ" against "DrQ" is that one switch.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -42,12 +41,14 @@ import jax
 import numpy as np
 from absl import logging
 
-from palm_jax import preemption, preflight
-from palm_jax.agents import drq, drq_loop
+from palm_jax.runtime import files
+from palm_jax.runtime import preemption, run_records as preflight
+from palm_jax.agents import drq
+from palm_jax.atari import trainer as drq_loop
 from palm_jax.envs import atari
-from palm_jax.errors import UserError
+from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import atari_scores
-from palm_jax.metrics import MetricWriter, Progress
+from palm_jax.runtime.metrics import MetricWriter, Progress
 from palm_jax.models.atari_encoder import atari_q_network
 
 ENCODER_INITS = ("random", "palm")
@@ -94,7 +95,7 @@ def check_config(config) -> None:
 
 def read_palm_encoder(encoder_workdir: str):
   """`restore_encoder` of a PALM run, refused with one sentence when there is none."""
-  from palm_jax.checkpoint import restore_encoder  # pylint: disable=g-import-not-at-top
+  from palm_jax.runtime.checkpoint import restore_encoder  # pylint: disable=g-import-not-at-top
   restored = restore_encoder(encoder_workdir)
   if restored is None:
     raise UserError(f"no checkpoint in config.encoder_workdir={encoder_workdir!r}; point "
@@ -130,7 +131,7 @@ def initial_params(config, network, restored):
 
 def _checkpointing(config, workdir: str):
   """(save, restore) callables over `WORKDIR/checkpoints` for `drq_loop.train`."""
-  from palm_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from palm_jax.runtime import checkpoint  # pylint: disable=g-import-not-at-top
   # Synchronous: the replay's arrays are written in place by the very next agent step.
   ckpt = checkpoint.Checkpointer(checkpoint.checkpoint_dir(workdir),
                                  max_to_keep=int(config.checkpoint_keep), async_save=False)
@@ -224,10 +225,7 @@ def run(config, workdir: str) -> dict:
                              if result and result.game_scores else None),
       "encoder_init": config.encoder_init, "freeze_encoder": bool(config.freeze_encoder),
   }
-  if jax.process_index() == 0:
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "score.json"), "w") as f:
-      json.dump(out, f, indent=2)
+  files.write_json(os.path.join(workdir, "score.json"), out)
   writer.close()
   logging.info("%s: score %.2f (HNS %.3f) over %d episodes; train %.0f s, eval %.0f s",
                game, score, out["hns"], len(scores), out["train_seconds"], eval_seconds)

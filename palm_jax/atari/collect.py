@@ -50,8 +50,8 @@ from absl import logging
 
 from palm_jax.data import frame_log
 from palm_jax.envs import atari
-from palm_jax.errors import require
-from palm_jax.metrics import Progress
+from palm_jax.runtime.errors import require
+from palm_jax.runtime.metrics import Progress
 
 FIELDS = (("env", "int16", ()), ("t", "int32", ()), ("action", "int16", ()),
           ("reward", "float32", ()), ("terminal", "uint8", ()), ("game_over", "uint8", ()))
@@ -137,7 +137,7 @@ def _worker(args):
 def validate(config) -> None:
   atari.game_id(config.game)
   require(config.policy in POLICIES, f"config.policy={config.policy!r} must be one of "
-          f"{POLICIES} (other policies: palm_jax.atari_collect.collect with policy=...).")
+          f"{POLICIES} (other policies: palm_jax.atari.collect.collect with policy=...).")
   for name in ("num_envs", "frames_per_shard", "total_frames"):
     require(int(config[name]) >= 1, f"config.{name}={config[name]} must be at least 1.")
   require(int(config.frames_per_shard) % int(config.num_envs) == 0,

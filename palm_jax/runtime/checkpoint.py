@@ -20,7 +20,7 @@ cannot be read while an older one can is *moved aside* to `DIR/checkpoints/broke
 that step again; nothing is ever deleted except by `max_to_keep` rotation.
 
 Full disks: `save` first compares the free space of the checkpoint directory with the
-size of what it writes (array bytes × `SPACE_MARGIN`); a save that still fails (quota,
+size of what it writes (array bytes × `files.SPACE_MARGIN`); a save that still fails (quota,
 ENOSPC mid-write) removes its own `*.orbax-checkpoint-tmp*` folder and becomes one
 `UserError` sentence; the previous checkpoint is untouched.
 """
@@ -36,15 +36,11 @@ import jax
 import orbax.checkpoint as ocp
 from absl import logging
 
-from palm_jax.errors import UserError
+from palm_jax.runtime import files
+from palm_jax.runtime.errors import UserError
 
 ITEMS = ("state", "encoder", "replay", "meta")
 BROKEN = "broken"
-# Orbax/TensorStore write the array bytes plus per-chunk metadata and OCDBT manifests:
-# a measured smoke checkpoint is ~1.05x its array bytes; 1.25x + 16 MiB leaves headroom.
-SPACE_MARGIN, SPACE_OVERHEAD = 1.25, 16 << 20
-
-
 def tree_bytes(*trees: Any) -> int:
   """Bytes of all array leaves (arrays or ShapeDtypeStructs) of `trees`, global shapes."""
   total = 0
@@ -53,30 +49,6 @@ def tree_bytes(*trees: Any) -> int:
       if hasattr(leaf, "shape") and hasattr(leaf, "dtype"):
         total += math.prod(leaf.shape) * jax.numpy.dtype(leaf.dtype).itemsize
   return int(total)
-
-
-def free_bytes(path: str) -> int | None:
-  """Free bytes on the filesystem of `path` (its nearest existing parent); None if remote."""
-  if "://" in path:
-    return None
-  path = os.path.abspath(path)
-  while not os.path.exists(path) and os.path.dirname(path) != path:
-    path = os.path.dirname(path)
-  return shutil.disk_usage(path).free
-
-
-def _mib(n: int) -> str:
-  return f"{n / 2**20:,.1f} MiB"
-
-
-def check_free_space(directory: str, nbytes: int, what: str) -> None:
-  """UserError unless `directory`'s filesystem has room for `nbytes` × the margin."""
-  need = int(nbytes * SPACE_MARGIN) + SPACE_OVERHEAD
-  free = free_bytes(directory)
-  if free is not None and free < need:
-    raise UserError(f"{what} needs about {_mib(need)} in {directory} but only {_mib(free)} "
-                    "is free; free some space or give a --workdir on a larger disk (a rerun "
-                    "resumes from the last checkpoint).")
 
 
 def _reason(e: BaseException) -> str:
@@ -132,7 +104,7 @@ class Checkpointer:
       self._manager.wait_until_finished()  # the previous async save's errors surface here
     except Exception as e:  # pylint: disable=broad-except
       raise self._failed_save(None, e) from None
-    check_free_space(self.directory, tree_bytes(state, encoder, replay),
+    files.check_free_space(self.directory, tree_bytes(state, encoder, replay),
                      f"the checkpoint of step {int(step):,}")
     items = {"state": ocp.args.StandardSave(state),
              "meta": ocp.args.JsonSave(dict(meta, step=int(step)))}
@@ -145,7 +117,7 @@ class Checkpointer:
     except Exception as e:  # pylint: disable=broad-except
       raise self._failed_save(int(step), e) from None
     logging.info("Saving checkpoint %s (%s) to %s.", f"{int(step):,}",
-                 _mib(tree_bytes(state, encoder, replay)), self.directory)
+                 files.mib(tree_bytes(state, encoder, replay)), self.directory)
 
   def _failed_save(self, step: int | None, e: BaseException) -> UserError:
     """Removes the unfinished step folders and words the failure as one sentence."""

@@ -2,7 +2,7 @@
 
 `palm_jax.main` calls `check_workdir` and `check_resume_config` before a job starts; the
 jobs call `write_config` once their own validation (`train.validate`, the data and the
-generator loaded) has passed, and `palm_jax.train` uses `eval_datasets` / `check_real_pairs`
+generator loaded) has passed, and `palm_jax.palm.trainer` uses `eval_datasets` / `check_real_pairs`
 / `check_batch_fits` to resolve every dataset and size it needs up front.
 
 Resuming with a changed config: a workdir with a checkpoint was trained with the config in
@@ -21,7 +21,7 @@ import uuid
 
 from absl import logging
 
-from palm_jax.errors import UserError, require
+from palm_jax.runtime.errors import UserError, require
 
 # Fields that change only what is logged/evaluated/kept, never the computation resumed.
 SAFE_FIELDS = {

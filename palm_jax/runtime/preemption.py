@@ -5,7 +5,7 @@ Clusters stop jobs with a signal and a grace period (SLURM: SIGTERM, then SIGKIL
 TPU VMs: SIGTERM on preemption). A Python `KeyboardInterrupt` raised at an arbitrary
 bytecode lands in Orbax's async threads, weakref callbacks or XLA compilation and is either
 swallowed or printed as a long traceback. Instead `stop_requests()` installs handlers that
-only *record* the signal; the host loops (`palm_jax.train`, `palm_jax.gan.train`) poll
+only *record* the signal; the host loops (`palm_jax.palm.trainer`, `palm_jax.gan.train`) poll
 `requested()` between chunks, save, and raise `Preempted`, which `palm_jax.main` turns into
 one line and exit status `EXIT_PREEMPTED`.
 
