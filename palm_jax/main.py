@@ -28,7 +28,6 @@ A workdir holding a run refuses a config that changes the computation unless
 """
 from __future__ import annotations
 
-import importlib
 import os
 import re
 import sys
@@ -36,22 +35,11 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from palm_jax.runtime import compile_cache, preemption, run_records as preflight
+from palm_jax import jobs
+from palm_jax.runtime import compile_cache, preemption
 from palm_jax.runtime.errors import UserError
 
-JOBS = {
-    "palm": "palm_jax.palm.trainer",
-    "passive": "palm_jax.palm.trainer",  # SimSiam on a palm run's experience log (train.py)
-    "gan": "palm_jax.gan.train",
-    "linear_eval": "palm_jax.evaluation.linear_eval",
-    "ood_eval": "palm_jax.jobs.ood_eval",
-    "coverage": "palm_jax.jobs.coverage",
-    "cas": "palm_jax.jobs.cas",
-    "sample": "palm_jax.jobs.sample",
-    "atari100k": "palm_jax.jobs.atari100k",
-    "collect": "palm_jax.atari.collect",
-    "sweep": "palm_jax.experiments.sweep",
-}
+JOBS = jobs.JOBS  # config.job -> module (palm_jax/jobs/)
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file.",
                                           lock_config=True)
@@ -99,29 +87,14 @@ class _QuietLibraries:
     return not str(record.msg).startswith("Unable to initialize backend")
 
 
-def run_job(config, workdir: str, allow_config_change: bool | None = None) -> None:
-  """Dispatches `config.job` to its module's `run(config, workdir)`.
+def run_job(config, workdir: str, allow_config_change: bool | None = None):
+  """Runs `config.job` in `workdir` (`palm_jax.jobs.run_job`).
 
   `allow_config_change`: resume despite a changed config (default: the flag's value).
   """
   if allow_config_change is None:
     allow_config_change = flags.FLAGS.is_parsed() and _ALLOW_CHANGE.value
-  import jax  # pylint: disable=g-import-not-at-top
-  job = config.get("job")
-  if job not in JOBS:
-    raise UserError(f"config.job={job!r} is not a known job; use one of {sorted(JOBS)}.")
-  logging.info("palm_jax job %r: process %d of %d, %d local / %d global devices (%s)", job,
-               jax.process_index(), jax.process_count(), jax.local_device_count(),
-               jax.device_count(), jax.devices()[0].platform)
-  preflight.check_workdir(workdir)
-  preflight.check_resume_config(workdir, job, config, allow_config_change)
-  module = JOBS[job]
-  if job == "palm" and importlib.import_module("palm_jax.palm.population").enabled(config):
-    module = "palm_jax.palm.population"  # N members in one vmapped program
-  with preemption.stop_requests():
-    importlib.import_module(module).run(config, workdir)
-  if job not in ("palm", "gan", "atari100k"):  # those write it once validated, before training
-    preflight.write_config(workdir, job, config)
+  return jobs.run_job(config, workdir, allow_config_change=allow_config_change)
 
 
 def main(argv) -> None:

@@ -27,6 +27,7 @@ def main():
     jax.distributed.initialize(f"localhost:{port}", num_processes=n, process_id=pid,
                                shutdown_timeout_seconds=1200)
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from palm_jax.jobs import palm as palm_job  # pylint: disable=g-import-not-at-top
   from palm_jax.palm import trainer as train  # pylint: disable=g-import-not-at-top
   config = runpy.run_path(os.path.join(ROOT, "configs", "smoke.py"))["get_config"]()
   config.eval.train = ""
@@ -44,7 +45,7 @@ def main():
         ckpt.wait()
         os._exit(3)  # die like a killed process: no cleanup
     train._save = save_then_crash
-  state = train.train(config, workdir).state
+  state = palm_job.run(config, workdir)[0].state
   # This process's local copy of every replicated encoder parameter, after training.
   leaves = jax.tree.leaves(state.simsiam.params["encoder"])
   local = [np.asarray(x.addressable_data(0)) for x in leaves]

@@ -87,13 +87,13 @@ def test_tiny_atari_palm_run_encoder_loads_into_drq(tmp_path):
   """configs/atari/palm.py:pong,tiny trains, and restore_encoder gives DrQ's torso."""
   from palm_jax.jobs import atari100k
   from palm_jax.runtime import checkpoint
-  from palm_jax.palm import trainer as train
+  from palm_jax.jobs import palm as palm_job
   from palm_jax.models.atari_encoder import atari_q_network
   c = runpy.run_path(os.path.join(ROOT, "configs", "atari", "palm.py"))["get_config"](
       "pong,tiny")
   c.total_env_steps = 16 * 6          # one chunk: 4 warm-up iterations, then 2 with updates
   c.log.rollout_every_chunks = 0      # one program fewer to compile (rollouts: see README)
-  result = train.train(c, str(tmp_path))
+  result = palm_job.run(c, str(tmp_path))[0]
   assert result.metrics["updated"] > 0 and np.isfinite(result.metrics["simsiam/loss"])
   assert np.isfinite(result.metrics["sac/critic_loss"])
   step, variables, meta = checkpoint.restore_encoder(str(tmp_path))

@@ -13,7 +13,7 @@ import pytest
 
 from palm_jax import bench
 from palm_jax.runtime import sharding
-from palm_jax.palm import trainer as train
+from palm_jax.palm import generator, programs
 from palm_jax.bench import palm as palm_bench
 from palm_jax.bench import suite
 
@@ -70,10 +70,10 @@ def test_breakdown_parts_take_the_generator_weights_as_arguments():
   config = palm_bench.palm_config(os.path.join(ROOT, "configs", "smoke.py"), 64,
                                   ["batch_size=16"])
   mesh = sharding.make_mesh()
-  plan = train.Plan(config)
-  gen = train.load_env_generator(config, "/tmp")
-  env, cfg, init_fn, _, _ = train.build(config, mesh, gen, plan)
-  params = train.env_params_from(config)
+  plan = programs.Plan(config)
+  gen = generator.load_env_generator(config, "/tmp")
+  env, cfg, init_fn, _, _ = programs.build_single(config, mesh, gen, plan)
+  params = programs.env_params_from(config)
   state, _ = jax.eval_shape(init_fn, jax.random.PRNGKey(0), gen.variables, params)
   program = palm_bench.breakdown_programs(cfg, env, mesh)["generator"]
   jaxpr = jax.make_jaxpr(program)(state, gen.variables, params, jax.random.PRNGKey(1))

@@ -104,7 +104,7 @@ def _tiny_palm_run(workdir):
   import pathlib
   import runpy
   from palm_jax.runtime import checkpoint, sharding
-  from palm_jax.palm import trainer as train
+  from palm_jax.palm import generator, programs
   path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "smoke.py"
   c = runpy.run_path(str(path))["get_config"]()
   c.env.num_envs, c.batch_size, c.reward.k = 8, 8, 2
@@ -112,11 +112,11 @@ def _tiny_palm_run(workdir):
   c.env.episode_length = 4
   c.generator_kwargs.img_resolution = 8   # the smallest synthesis network: compiles fastest
   mesh = sharding.make_mesh()
-  gen = train.load_env_generator(c, workdir)
-  _, _, init_fn, _, _ = train.build(c, mesh, gen, train.Plan(c))
+  gen = generator.load_env_generator(c, workdir)
+  _, _, init_fn, _, _ = programs.build_single(c, mesh, gen, programs.Plan(c))
   gen_vars = sharding.host_to_global(gen.variables, mesh, sharded=False)
   abstract, _ = jax.eval_shape(init_fn, np.asarray(jax.random.PRNGKey(c.seed)), gen_vars,
-                               train.env_params_from(c))
+                               programs.env_params_from(c))
   # Positive random values in the state's exact structure and shardings: compiling the
   # real initialiser costs minutes on 2 busy cores, and restore + rollout need only the
   # structure (a float leaf of 0 would make BatchNorm variances degenerate).

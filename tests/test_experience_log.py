@@ -8,7 +8,7 @@ import runpy
 import pytest
 
 from palm_jax.runtime import files
-from palm_jax.palm import trainer as train
+from palm_jax.jobs import palm as palm_job
 from palm_jax.runtime.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,15 +32,15 @@ def test_config_mistakes_are_one_sentence(tmp_path, monkeypatch):
   c = _config()
   c.experience.every = 0
   with pytest.raises(UserError, match=r"config.experience.every=0 must lie in \[1, "):
-    train.train(c, str(tmp_path))
+    palm_job.run(c, str(tmp_path))[0]
   c = _config()
   c.replay.capacity = 64 * 4
   with pytest.raises(UserError, match=r"4 time slots .* fewer than log.chunk_iterations=8"):
-    train.train(c, str(tmp_path))
+    palm_job.run(c, str(tmp_path))[0]
 
   # A disk too small for the whole log: refused at start, one sentence (the init program
   # has not been compiled yet: the check runs right after tracing shapes).
   monkeypatch.setattr(files, "free_bytes", lambda path: 10_000)
   with pytest.raises(UserError, match=r"the experience log \(config.experience.log\) needs "
                      r"about [0-9.]+ MB for 1,536 frames .* 0.01 MB is free; subsample frames"):
-    train.train(_config(), str(tmp_path / "small_disk"))
+    palm_job.run(_config(), str(tmp_path / "small_disk"))[0]

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax.palm import trainer as train
+from palm_jax.jobs import palm as palm_job
 from palm_jax.envs.latent_env import EnvParams, LatentEnv
 from palm_jax.runtime.errors import UserError
 from palm_jax.models import stylegan2
@@ -68,7 +68,7 @@ def test_ablation_switches_run(tmp_path):
   c.env.latent_space = "w"
   c.simsiam.pairs = "perturbation"
   c.simsiam.augment = True
-  metrics = train.train(c, str(tmp_path)).metrics
+  metrics = palm_job.run(c, str(tmp_path))[0].metrics
   assert np.isfinite(metrics["simsiam/loss"])
   assert metrics["updated"] == 0.5  # one chunk of 8 iterations, the first 4 warm-up
   assert not any(k.startswith("sac/") for k in metrics)  # random actions train no SAC

@@ -14,6 +14,7 @@ import pytest
 
 from palm_jax.runtime import checkpoint
 from palm_jax import main
+from palm_jax.jobs import palm as palm_job
 from palm_jax.palm import trainer as train
 from palm_jax.data import frame_log
 from palm_jax.runtime.errors import UserError
@@ -45,7 +46,7 @@ def full_run(tmp_path_factory):
   """`_config()` run uninterrupted, in process: the reference the resumed runs must equal."""
   workdir, total = tmp_path_factory.mktemp("full"), 64 * 32   # 4 chunks
   config = _config(total_env_steps=total, **{"experience.log": True})
-  return workdir, train.train(config, str(workdir)).metrics, total
+  return workdir, palm_job.run(config, str(workdir))[0].metrics, total
 
 
 def _read_log(workdir):
@@ -105,9 +106,9 @@ def test_interrupted_run_resumes_to_identical_result(tmp_path, monkeypatch, full
       raise KeyboardInterrupt("simulated crash")
   monkeypatch.setattr(train, "_save", save_then_crash)
   with pytest.raises(KeyboardInterrupt):
-    train.train(config, str(tmp_path / "resumed"))
+    palm_job.run(config, str(tmp_path / "resumed"))[0]
   monkeypatch.setattr(train, "_save", real_save)
-  train.train(config, str(tmp_path / "resumed"))
+  palm_job.run(config, str(tmp_path / "resumed"))[0]
 
   a, meta = _final_encoder(str(full_dir))
   b, _ = _final_encoder(str(tmp_path / "resumed"))
@@ -202,11 +203,11 @@ def test_cli_sigterm_then_sigkill_resume_exactly_then_get_past_a_corrupt_checkpo
 
 def test_config_mistakes_are_one_sentence(tmp_path):
   with pytest.raises(UserError, match=r"config.env.num_envs=60 .* multiple of 8"):
-    train.train(_config(**{"env.num_envs": 60}), str(tmp_path))
+    palm_job.run(_config(**{"env.num_envs": 60}), str(tmp_path))[0]
   with pytest.raises(UserError, match="config.env.beta=1.5"):
-    train.train(_config(**{"env.beta": 1.5}), str(tmp_path))
+    palm_job.run(_config(**{"env.beta": 1.5}), str(tmp_path))[0]
   with pytest.raises(UserError, match="config.simsiam.pairs='jitter'"):
-    train.train(_config(**{"simsiam.pairs": "jitter"}), str(tmp_path))
+    palm_job.run(_config(**{"simsiam.pairs": "jitter"}), str(tmp_path))[0]
 
 
 @pytest.mark.slow
@@ -226,7 +227,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypa
   monkeypatch.setattr(train.palm_step, "make_chunk", poisoned_make_chunk)
   with pytest.raises(UserError, match=r"diverged at env step 1,024: sac/critic_loss became "
                                       r"NaN/inf; the last good checkpoint \(step 512\) is kept"):
-    train.train(_config(), str(tmp_path))
+    palm_job.run(_config(), str(tmp_path))[0]
   assert checkpoint.Checkpointer(checkpoint.checkpoint_dir(str(tmp_path))).all_steps() == [512]
 
 
@@ -241,10 +242,10 @@ def test_resume_without_saved_replay_refills_before_updating(tmp_path, monkeypat
     raise KeyboardInterrupt("simulated crash")
   monkeypatch.setattr(train, "_save", save_then_crash)
   with pytest.raises(KeyboardInterrupt):
-    train.train(config, str(tmp_path))
+    palm_job.run(config, str(tmp_path))[0]
   assert not os.path.exists(tmp_path / "checkpoints" / "512" / "replay")
   monkeypatch.setattr(train, "_save", real_save)
-  train.train(config, str(tmp_path))
+  palm_job.run(config, str(tmp_path))[0]
   rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
   assert [r["step"] for r in rows] == [512, 1024, 1536]
   # First chunk after the resume: its first iteration only refills the empty ring (an
@@ -260,7 +261,7 @@ def test_scan_and_host_loops_compute_the_same_run(tmp_path):
     # One chunk (4 warm-up iterations, then 4 with updates): on CPU the scan loop's
     # gradient convolutions are slow, and one chunk already compares every part.
     config = _config(loop=loop, total_env_steps=64 * 8, **{"log.rollout_every_chunks": 0})
-    results[loop] = train.train(config, str(tmp_path / loop))
+    results[loop] = palm_job.run(config, str(tmp_path / loop))[0]
   a = jax.tree.leaves(results["scan"].state.simsiam.params)
   b = jax.tree.leaves(results["host"].state.simsiam.params)
   for x, y in zip(a, b):

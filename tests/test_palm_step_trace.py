@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palm_jax.palm import step as palm_step, replay, trainer as train
+from palm_jax.palm import generator, programs, replay, step as palm_step
 from palm_jax.runtime import sharding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -17,10 +17,10 @@ def test_scan_iteration_traces_the_update_once(monkeypatch):
   config = runpy.run_path(os.path.join(ROOT, "configs", "smoke.py"))["get_config"]()
   config.eval.train = ""
   mesh = sharding.make_mesh()
-  plan = train.Plan(config)
-  gen = train.load_env_generator(config, "/tmp")
-  env, cfg, init_fn, _, _ = train.build(config, mesh, gen, plan)
-  params = train.env_params_from(config)
+  plan = programs.Plan(config)
+  gen = generator.load_env_generator(config, "/tmp")
+  env, cfg, init_fn, _, _ = programs.build_single(config, mesh, gen, plan)
+  params = programs.env_params_from(config)
   state, rb = jax.eval_shape(init_fn, jax.random.PRNGKey(0), gen.variables, params)
   calls = []
   original = palm_step._update
@@ -30,7 +30,7 @@ def test_scan_iteration_traces_the_update_once(monkeypatch):
     return original(*args, **kwargs)
   monkeypatch.setattr(palm_step, "_update", counting)
   iteration = palm_step.make_iteration(cfg, env, mesh, control_flow=True)
-  bank = train._real_bank(config, gen.c_dim, mesh)
+  bank = programs.real_bank(config, gen.c_dim, mesh)
   out_state, _, metrics = jax.eval_shape(iteration, state, rb, gen.variables, params, bank)
   assert len(calls) == 1                         # scan over updates_per_step: one trace
   assert "simsiam/loss" in metrics and metrics["simsiam/loss"].shape == ()

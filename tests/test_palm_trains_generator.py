@@ -6,7 +6,7 @@ import runpy
 
 import pytest
 
-from palm_jax.palm import trainer as train
+from palm_jax.jobs import palm as palm_job
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,12 +35,12 @@ def test_palm_trains_generator_first_then_reuses_it(tmp_path):
   config.gan.checkpoint_every_kimg = 0.032
   config.total_env_steps = 64 * 8
   config.eval.train = ""
-  train.train(config, str(tmp_path))
+  palm_job.run(config, str(tmp_path))[0]
   exported = tmp_path / "gan" / "generator.npz"
   assert exported.exists()
   rows = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
   assert rows[-1]["step"] == 64 * 8
   mtime = exported.stat().st_mtime
   config.total_env_steps = 64 * 16       # continue: the finished GAN is not retrained
-  train.train(config, str(tmp_path))
+  palm_job.run(config, str(tmp_path))[0]
   assert exported.stat().st_mtime == mtime

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from palm_jax.runtime import checkpoint
-from palm_jax.palm import experience_log, trainer as train
+from palm_jax.jobs import palm as palm_job
+from palm_jax.palm import experience_log
 from palm_jax.data import frame_log
 from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import features
@@ -118,7 +119,7 @@ def test_passive_job_resumes_exactly_and_writes_the_palm_layout(tmp_path, monkey
   log_dir = str(tmp_path / "run" / "experience")
   _write_log(log_dir, num_envs=64, iterations=24, length=6, chunk=8)
   config = _config(str(tmp_path / "run"), **{"passive.order": "random"})
-  full = train.train(config, str(tmp_path / "full"))
+  full = palm_job.run(config, str(tmp_path / "full"))[0]
   assert np.isfinite(full.metrics["simsiam/loss"])
 
   real = offline.ckpt_lib.checkpointers
@@ -135,9 +136,9 @@ def test_passive_job_resumes_exactly_and_writes_the_palm_layout(tmp_path, monkey
     return ckpt, snaps
   monkeypatch.setattr(offline.ckpt_lib, "checkpointers", crash_after_first_save)
   with pytest.raises(KeyboardInterrupt):
-    train.train(config, str(tmp_path / "resumed"))
+    palm_job.run(config, str(tmp_path / "resumed"))[0]
   monkeypatch.setattr(offline.ckpt_lib, "checkpointers", real)
-  train.train(config, str(tmp_path / "resumed"))
+  palm_job.run(config, str(tmp_path / "resumed"))[0]
 
   step_a, a, meta = checkpoint.restore_encoder(str(tmp_path / "full"))
   step_b, b, _ = checkpoint.restore_encoder(str(tmp_path / "resumed"))
@@ -148,8 +149,8 @@ def test_passive_job_resumes_exactly_and_writes_the_palm_layout(tmp_path, monkey
   assert features.load_encoder(str(tmp_path / "full")).step == 64 * 24  # linear_eval reads it
 
   with pytest.raises(UserError, match="passive PALM trains on the log's temporal pairs"):
-    train.train(_config(log_dir, **{"simsiam.pairs": "same_class"}), str(tmp_path / "x"))
+    palm_job.run(_config(log_dir, **{"simsiam.pairs": "same_class"}), str(tmp_path / "x"))[0]
   with pytest.raises(UserError, match="no pair in iterations"):  # the log is too short
-    train.train(_config(log_dir, total_env_steps=64 * 40), str(tmp_path / "y"))
+    palm_job.run(_config(log_dir, total_env_steps=64 * 40), str(tmp_path / "y"))[0]
   with pytest.raises(UserError, match="holds no frame log"):
-    train.train(_config(str(tmp_path / "nothing")), str(tmp_path / "z"))
+    palm_job.run(_config(str(tmp_path / "nothing")), str(tmp_path / "z"))[0]

@@ -8,7 +8,8 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax.palm import population, trainer as train
+from palm_jax.jobs import palm as palm_job
+from palm_jax.palm import population
 from palm_jax.runtime import preemption
 from palm_jax.runtime.errors import UserError
 
@@ -52,7 +53,7 @@ def test_members_are_named_and_configs_are_single_runs_and_mistakes_are_one_sent
   config.population.seeds = (0, 1)
   config.experience.log = True
   with pytest.raises(UserError, match="experience.log=True is not supported"):
-    population.train_population(config, str(tmp_path / "refused"))
+    palm_job.run(config, str(tmp_path / "refused"))
   assert not (tmp_path / "refused" / "members").exists()  # refused before anything ran
   # What a population sweep's training stage passes on the command line (experiments/
   # runner.py): seeds and one workdir each, parsed by ml_collections' flag parser.
@@ -73,11 +74,11 @@ def test_member_equals_its_single_run_after_a_stop_and_resume(tmp_path, monkeypa
   asked = iter([True])
   monkeypatch.setattr(preemption, "requested", lambda sync=True: next(asked, False))
   with pytest.raises(preemption.Preempted):
-    population.train_population(config, str(pop_dir))
+    palm_job.run(config, str(pop_dir))
   for name in ("seed0", "seed1"):
     assert os.listdir(pop_dir / "members" / name / "checkpoints") == ["256"]
   # ... and the rerun resumes both members and finishes.
-  results = population.train_population(config, str(pop_dir))
+  results = palm_job.run(config, str(pop_dir))
   member = pop_dir / "members" / "seed1"
   with open(member / "config_palm.json") as f:
     saved = json.load(f)
@@ -87,7 +88,7 @@ def test_member_equals_its_single_run_after_a_stop_and_resume(tmp_path, monkeypa
   assert os.listdir(member / "rollouts")
 
   single = population.members(config, str(pop_dir), str(pop_dir / "generator.npz"))[1].config
-  ref = train.train(single, str(tmp_path / "single"))
+  ref = palm_job.run(single, str(tmp_path / "single"))[0]
   a, b = _leaves(results[1].state.simsiam.params), _leaves(ref.state.simsiam.params)
   assert len(a) == len(b) > 0
   for x, y in zip(a, b):
@@ -102,23 +103,25 @@ def test_member_equals_its_single_run_after_a_stop_and_resume(tmp_path, monkeypa
   # A member's checkpoints guard its config, as a single run's do.
   config.batch_size = 64
   with pytest.raises(UserError, match=r"members/seed0 holds a run with a different config"):
-    population.train_population(config, str(pop_dir))
+    palm_job.run(config, str(pop_dir))
 
 
 def test_the_accelerator_loop_traces_for_a_population():
   """The `scan` chunk (accelerators' loop) over a member axis: traced, not compiled (the
   host loop's population runs in the test above)."""
-  from palm_jax.palm import step as palm_step  # pylint: disable=g-import-not-at-top
+  from palm_jax.palm import generator, programs, step as palm_step  # pylint: disable=g-import-not-at-top
   from palm_jax.runtime import sharding
   config = _config()
   config.population.seeds = (0, 1, 2)
   config.population.alpha = (0.0, 0.5, 1.0)
-  mesh, plan = sharding.make_mesh(), train.Plan(config)
-  gen = train.load_env_generator(config, "/nonexistent")
-  p = population.build(config, mesh, gen, plan, population.members(config, "/nonexistent"))
+  mesh, plan = sharding.make_mesh(), programs.Plan(config)
+  gen = generator.load_env_generator(config, "/nonexistent")
+  team = population.members(config, "/nonexistent")
+  p = programs.build(config, mesh, gen, plan, [m.config for m in team], batched=True)
   np.testing.assert_array_equal(p.env_params.alpha, np.float32([0.0, 0.5, 1.0]))
-  state, replay = jax.eval_shape(p.pop_init, p.keys, gen.variables, p.env_params)
-  chunk = palm_step.make_chunk(p.step_cfg, p.env, mesh, 4, *p.pop_sh, loop="scan", members=3)
+  state, replay = jax.eval_shape(p.init_members, p.keys, gen.variables, p.env_params)
+  chunk = palm_step.make_chunk(p.step_cfg, p.env, mesh, 4, *p.shardings, loop="scan",
+                               members=3)
   state, replay, metrics = jax.eval_shape(chunk, state, replay, gen.variables, p.env_params,
                                           None)
   assert state.obs.shape[:2] == (3, config.env.num_envs) and replay.frames.shape[0] == 3

@@ -56,18 +56,18 @@ def test_chunked_reset_and_step_equal_unchunked_bit_for_bit(gen):
 
 
 def test_render_chunk_config_is_checked_before_compiling():
-  from palm_jax.palm import trainer as train
+  from palm_jax.palm import validate
   import runpy
   import os
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   config = runpy.run_path(os.path.join(root, "configs", "smoke.py"))["get_config"]()
   config.env.render_chunk = 12                        # does not divide 64 envs
   with pytest.raises(UserError, match="render_chunk=12"):
-    train.validate(config, sharding.make_mesh())
+    validate.validate(config, sharding.make_mesh())
   config.env.render_chunk = 16
   config.generator_up_impl = "bogus"
   with pytest.raises(UserError, match="generator_up_impl='bogus'"):
-    train.validate(config, sharding.make_mesh())
+    validate.validate(config, sharding.make_mesh())
   with pytest.raises(UserError, match="render_chunk=-1"):
     _env(init_generator(jax.random.key(0), z_dim=4, c_dim=0, w_dim=4, img_resolution=4,
                         img_channels=3, synthesis_kwargs=dict(channel_base=16,

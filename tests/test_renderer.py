@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax.palm import trainer as train
+from palm_jax.jobs import palm as palm_job
 from palm_jax.envs import latent_env, renderer
 from palm_jax.runtime.errors import UserError
 from palm_jax.models import procedural, stylegan2
@@ -162,7 +162,7 @@ def test_smoke_palm_runs_on_the_procedural_generator(tmp_path):
   c.log.chunk_iterations = 4
   c.log.rollout_every_chunks = 0
   c.checkpoint.every_chunks = 2
-  result = train.train(c, str(tmp_path))
+  result = palm_job.run(c, str(tmp_path))[0]
   m = result.metrics
   assert m["updated"] == 1.0 and np.isfinite(m["simsiam/loss"]) and m["reward/mean"] > 0
   assert np.isfinite(m["sac/critic_loss"])

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from palm_jax.runtime import checkpoint
-from palm_jax.palm import trainer as train
+from palm_jax.jobs import palm as palm_job
 from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import features, linear_eval
 from palm_jax.palm import offline
@@ -44,7 +44,7 @@ def test_palm_snapshots_outlive_rotation_and_exploration_metrics_are_logged(tmp_
   workdir = str(tmp_path / "palm")
   config = _config(**{"checkpoint.keep": 1, "checkpoint.snapshot_steps": (512,),
                       "log.explore_envs": 8})
-  train.train(config, workdir)
+  palm_job.run(config, workdir)[0]
   assert checkpoint.Checkpointer(checkpoint.checkpoint_dir(workdir)).all_steps() == [1536]
   assert checkpoint.all_encoder_steps(workdir) == [512, 1536]
   step, snap, meta = checkpoint.restore_encoder(workdir, 512)   # from snapshots/
@@ -75,7 +75,7 @@ def test_palm_snapshots_outlive_rotation_and_exploration_metrics_are_logged(tmp_
   # action part is small (budget.py: 0.021 for a saturated action; uniform has 1/3 of it).
   assert rows[-1]["explore/action_share_random"] < 0.021
   with pytest.raises(UserError, match="snapshot_steps holds 700.*multiples of"):
-    train.train(_config(**{"checkpoint.snapshot_steps": (700,)}), str(tmp_path / "bad"))
+    palm_job.run(_config(**{"checkpoint.snapshot_steps": (700,)}), str(tmp_path / "bad"))[0]
 
 
 def test_offline_real_aug_trains_without_the_environment_in_the_palm_layout(tmp_path,
@@ -85,7 +85,7 @@ def test_offline_real_aug_trains_without_the_environment_in_the_palm_layout(tmp_
   config = _config(**{"simsiam.pairs": "real_aug", "simsiam.real_data": f"npz:{data}",
                       "simsiam.schedule": "constant", "checkpoint.snapshot_steps": (1024,),
                       "generator": "does-not-exist.npz"})  # never loaded: no env
-  result = train.train(config, workdir)
+  result = palm_job.run(config, workdir)[0]
   assert np.isfinite(result.metrics["simsiam/loss"])
   rows = _rows(workdir)
   assert [r["step"] for r in rows] == [512, 1024, 1536]  # the PALM loop's chunk ends

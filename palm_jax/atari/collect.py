@@ -199,7 +199,3 @@ def collect(config, workdir: str, policy: Policy | None = None) -> frame_log.Fra
   logging.info("collect: %d frames in %s (%.0f frames/s this run, %d processes)",
                len(log), directory, len(todo) * per_shard / max(took, 1e-9), processes)
   return log
-
-
-def run(config, workdir: str) -> None:
-  collect(config, workdir)

@@ -79,13 +79,13 @@ def breakdown_programs(cfg, env, mesh):
     return env.step(key, state.env, action, gen_vars, params)
 
   def acting(state, key):
-    return palm_step._act(cfg, state, key)  # pylint: disable=protected-access
+    return palm_step.act(cfg, state, key)
 
   def updates(state, replay, gen_vars, params, bank, key):
     # Unrolled: XLA:CPU is slow on gradient convolutions inside scan (palm_step docs).
     for u in range(cfg.updates_per_step):
-      state, _ = palm_step._update(cfg, env, mesh, state, replay,  # pylint: disable=protected-access
-                                   jax.random.fold_in(key, u), gen_vars, params, bank)
+      state, _ = palm_step.update(cfg, env, mesh, state, replay, jax.random.fold_in(key, u),
+                                  gen_vars, params, bank)
     return state
   return {"generator": jax.jit(generator), "acting": jax.jit(acting),
           "updates": jax.jit(updates)}
@@ -98,17 +98,17 @@ def measure_palm(config, *, chunks: int = 3, repeats: int = 5, members: int = 0)
   `members > 0`: a population of that many seeds in one vmapped chunk
   (palm_jax/palm/population.py); env steps/s then counts every member's steps, and the
   breakdown parts (one member's programs) are not timed."""
-  from palm_jax.palm import step as palm_step, population, trainer as train  # pylint: disable=import-outside-toplevel
+  from palm_jax.palm import generator, population, programs, step as palm_step, validate  # pylint: disable=import-outside-toplevel
   from palm_jax.runtime import sharding
   n = config.env.num_envs
   mesh = sharding.make_mesh()
-  train.validate(config, mesh)
-  plan = train.Plan(config)
-  gen = train.load_env_generator(config, "/tmp")
-  env, cfg, init_fn, shardings, _ = train.build(config, mesh, gen, plan)
+  validate.validate(config, mesh)
+  plan = programs.Plan(config)
+  gen = generator.load_env_generator(config, "/tmp")
+  env, cfg, init_fn, shardings, _ = programs.build_single(config, mesh, gen, plan)
   gen_vars = sharding.host_to_global(gen.variables, mesh, sharded=False)
-  params = train.env_params_from(config)
-  bank = train._real_bank(config, gen.c_dim, mesh)  # pylint: disable=protected-access
+  params = programs.env_params_from(config)
+  bank = programs.real_bank(config, gen.c_dim, mesh)
   loop = palm_step.resolve_loop(config.loop, mesh.devices.flat[0].platform)
   row = dict(num_envs=n, loop=loop, up_impl=gen.module.up_impl,
              modulation=gen.module.modulation, render_chunk=env.render_chunk,
@@ -116,13 +116,14 @@ def measure_palm(config, *, chunks: int = 3, repeats: int = 5, members: int = 0)
   if members:
     pop_config = config.copy_and_resolve_references()
     pop_config.population.seeds = tuple(range(members))
-    programs = population.build(pop_config, mesh, gen, plan,
-                                population.members(pop_config, "/tmp"))
+    team = population.members(pop_config, "/tmp")
+    progs = programs.build(pop_config, mesh, gen, plan, [m.config for m in team],
+                           batched=True)
   try:
     start = time.perf_counter()
     if members:
-      state, replay = programs.pop_init(programs.keys, gen_vars, programs.env_params)
-      params, shardings = programs.env_params, programs.pop_sh
+      state, replay = progs.init(gen_vars)
+      params, shardings = progs.env_params, progs.shardings
     else:
       state, replay = init_fn(np.asarray(jax.random.PRNGKey(0)), gen_vars, params)
     jax.block_until_ready(state)

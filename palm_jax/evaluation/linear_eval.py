@@ -15,7 +15,7 @@ with. Features of the train and test splits (eval mode, no augmentation) feed
   eval/linear_eval.json   a copy of the latest record, for scripts that want "the" result
   eval/metrics.jsonl, tb/  scalars `linear_eval/<train>/<name>` at the encoder's step
 
-The PALM loop calls the same code at the end of training:
+The palm job (`palm_jax.jobs.palm`) calls the same code at the end of training:
 
     from palm_jax.evaluation import features, linear_eval
     encoder = features.from_variables(encoder_variables, encoder_kwargs, step=step)
@@ -37,7 +37,6 @@ from absl import logging
 from jax.sharding import Mesh
 
 from palm_jax.runtime import files
-from palm_jax.runtime import checkpoint as ckpt_lib
 from palm_jax.runtime import sharding
 from palm_jax.data import Dataset, load_dataset
 from palm_jax.runtime.errors import require
@@ -244,48 +243,10 @@ def random_floor(kwargs: Mapping[str, Any], train: Dataset, test: Dataset, *, se
   return result
 
 
-def _has_checkpoint(workdir: str) -> bool:
-  """Whether the run has an encoder to evaluate: a rolling checkpoint or a snapshot (a run
-  cut short before its first checkpoint still has its snapshots)."""
-  if "://" in workdir:
-    return True
-  return any(os.path.isdir(d) and any(p.isdigit() for p in os.listdir(d))
-             for d in (ckpt_lib.checkpoint_dir(workdir), ckpt_lib.snapshot_dir(workdir)))
-
-
 def describe(encoder: features_lib.Encoder, workdir: str) -> str:
   if encoder.init == "random":
     return f"a RANDOMLY INITIALISED encoder {encoder.kwargs} (no checkpoint used)"
   return f"the encoder of {workdir} at step {encoder.step}"
-
-
-def run(config, workdir: str) -> None:
-  """The job: `config` as in configs/linear_eval.py."""
-  mesh = sharding.make_mesh()
-  sharding.check_divisible("batch_size", int(config.batch_size), mesh)
-  seed = int(config.seed)
-  # Data first: a wrong path or spec should fail before the encoder is built or compiled.
-  train = load_split(config.data.train, config.data, seed=seed, field="data.train")
-  test = load_split(config.data.test, config.data, seed=seed, field="data.test")
-  check_labelled(train, "training")
-  check_labelled(test, "test")
-  require(config.get("encoder_init", "checkpoint") == "random" or _has_checkpoint(workdir),
-          f"--workdir={workdir} holds no checkpoint to evaluate; point it at a PALM run's "
-          "directory, or pass --config.encoder_init=random for the random-encoder floor.")
-  encoder = encoder_from_config(config, workdir)
-  result = evaluate_linear(encoder, train, test,
-                           batch_size=int(config.batch_size), probe=config.get("probe"),
-                           data=config.data, seed=seed, mesh=mesh, knn=config.get("knn"),
-                           cv=config.get("cv"))
-  path = write_result(workdir, result)
-  logging.info("Linear probe of %s on %s: test top-1 %.4f, train top-1 %.4f (weight decay "
-               "%g) → %s", describe(encoder, workdir), result["dataset"],
-               result["test_top1"], result["train_top1"], result["weight_decay"], path)
-  if jax.process_index() == 0:
-    print(f"linear_eval: test top-1 {result['test_top1']:.4f}, train top-1 "
-          f"{result['train_top1']:.4f} ({result['num_train']} train / "
-          f"{result['num_test']} test images){describe_knn_cv(result)} with "
-          f"{describe(encoder, workdir)}; wrote {path}")
 
 
 def describe_knn_cv(result: Mapping[str, Any]) -> str:

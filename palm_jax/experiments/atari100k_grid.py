@@ -49,7 +49,7 @@ def cell_dir(root: str, game: str, seed: int) -> str:
 
 
 def run_cell(config, root: str, game: str, seed: int) -> None:
-  from palm_jax.main import run_job  # pylint: disable=g-import-not-at-top
+  from palm_jax.jobs import run_job  # pylint: disable=g-import-not-at-top
   workdir = cell_dir(root, game, seed)
   if os.path.exists(os.path.join(workdir, "score.json")):
     logging.info("%s seed %d is done; skipping.", game, seed)

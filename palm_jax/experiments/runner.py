@@ -21,7 +21,7 @@ compiled programs are released between members (a sweep mixes shapes and generat
 it is exactly the command a cluster runs (palm_jax/experiments/cluster.py), which the
 member.json records for hand reruns. The price is one interpreter start and compilation per
 stage (seconds; XLA's persistent cache takes the recompilation away when
-JAX_COMPILATION_CACHE_DIR is set). `executor="inprocess"` calls `palm_jax.main.run_job` in
+JAX_COMPILATION_CACHE_DIR is set). `executor="inprocess"` calls `palm_jax.jobs.run_job` in
 this process instead: no isolation, but lets tests register a fake job.
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ from typing import Callable, Sequence
 from absl import logging
 
 from palm_jax.runtime import files
-from palm_jax.runtime.errors import UserError
+from palm_jax.runtime.errors import UserError, require
 from palm_jax.experiments import spec as spec_lib
 
 DONE_FILE = "DONE"
@@ -108,10 +108,11 @@ def _run_subprocess(stage: spec_lib.Stage, member: spec_lib.Member, python: str)
   return error_sentence(tail, proc.returncode)
 
 
-def _run_inprocess(stage: spec_lib.Stage, member: spec_lib.Member) -> str | None:
-  from palm_jax import main  # pylint: disable=g-import-not-at-top
+def _run_inprocess(stage: spec_lib.Stage, member: spec_lib.Member, run_job) -> str | None:
+  require(run_job is not None, "config.executor='inprocess' needs the job dispatch "
+          "(palm_jax.jobs.run_job); run the sweep through palm_jax.main.")
   try:
-    main.run_job(spec_lib.resolve(stage.config_file, stage.overrides), member.workdir)
+    run_job(spec_lib.resolve(stage.config_file, stage.overrides), member.workdir)
   except UserError as e:
     return str(e)
   except Exception as e:  # pylint: disable=broad-except
@@ -136,7 +137,7 @@ class Summary:
 
 
 def run_member(member: spec_lib.Member, *, executor: str = "subprocess",
-               python: str | None = None,
+               python: str | None = None, run_job=None,
                on_stage: Callable[[spec_lib.Member, str], None] | None = None) -> str | None:
   """Runs the member's unfinished stages; None when it is done, else the error sentence."""
   status = read_status(member.workdir)
@@ -156,7 +157,7 @@ def run_member(member: spec_lib.Member, *, executor: str = "subprocess",
             flush=True)
     t0 = time.time()
     if executor == "inprocess":
-      error = _run_inprocess(stage, member)
+      error = _run_inprocess(stage, member, run_job)
     else:
       error = _run_subprocess(stage, member, python or sys.executable)
     if error is not None:
@@ -210,7 +211,7 @@ def group_stage(group: Sequence[spec_lib.Member]) -> tuple[spec_lib.Stage, str]:
                              group[0].condition or "run")
 
 
-def _train_populations(members, summary: Summary, executor: str, python: str | None,
+def _train_populations(members, summary: Summary, executor: str, python: str | None, run_job,
                        on_stage) -> None:
   """Trains each population group's unfinished members in one run; marks their training
   done (or failed) in every member's status, so `run_member` goes on with the evals."""
@@ -230,7 +231,7 @@ def _train_populations(members, summary: Summary, executor: str, python: str | N
       if on_stage is not None:
         on_stage(m, "train")
     t0 = time.time()
-    error = (_run_inprocess(stage, pseudo) if executor == "inprocess"
+    error = (_run_inprocess(stage, pseudo, run_job) if executor == "inprocess"
              else _run_subprocess(stage, pseudo, python or sys.executable))
     for m in todo:
       if error is None:
@@ -247,7 +248,8 @@ def _train_populations(members, summary: Summary, executor: str, python: str | N
 
 
 def run_local(members: Sequence[spec_lib.Member], *, executor: str = "subprocess",
-              python: str | None = None, on_stage=None, population: bool = False) -> Summary:
+              python: str | None = None, on_stage=None, population: bool = False,
+              run_job=None) -> Summary:
   """Runs every member not yet done, one after another; failures are recorded, not raised.
 
   `population=True`: first, the members that differ only in their seed train together as
@@ -260,7 +262,7 @@ def run_local(members: Sequence[spec_lib.Member], *, executor: str = "subprocess
   for member in members:
     write_member_file(member)
   if population:
-    _train_populations(members, summary, executor, python, on_stage)
+    _train_populations(members, summary, executor, python, run_job, on_stage)
   for member in members:
     if member.name in summary.failed:
       continue  # its population's training failed: recorded above, retried on a rerun
@@ -268,7 +270,8 @@ def run_local(members: Sequence[spec_lib.Member], *, executor: str = "subprocess
       summary.skipped.append(member.name)
       continue
     print(f"sweep: member {member.index + 1}/{len(members)} {member.name}", flush=True)
-    error = run_member(member, executor=executor, python=python, on_stage=on_stage)
+    error = run_member(member, executor=executor, python=python, run_job=run_job,
+                       on_stage=on_stage)
     if error is None:
       summary.ran.append(member.name)
     else:

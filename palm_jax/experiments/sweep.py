@@ -59,8 +59,9 @@ def _generator_first(config, workdir: str) -> spec_lib.Member | None:
                          workdir=os.path.join(os.path.abspath(workdir), "gan"))
 
 
-def run(config, workdir: str) -> None:
-  """The job: `config` as in configs/sweeps/*.py."""
+def run_sweep(config, workdir: str, *, run_job=None) -> None:
+  """The sweep of `config` (configs/sweeps/*.py); `run_job(config, workdir)` runs a stage
+  in this process (executor "inprocess"; `palm_jax.jobs.run_job`)."""
   mode = config.get("mode", "local")
   require(mode in MODES, f"config.mode={mode!r} is not known; use one of {list(MODES)}.")
   generator = _generator_first(config, workdir)
@@ -106,10 +107,11 @@ def run(config, workdir: str) -> None:
     print(f"sweep: training the members' generator first ({generator.stages[0].config_file} "
           f"into {generator.workdir}; log in {generator.workdir}/logs/gan.log)", flush=True)
     error = runner.run_member(generator, executor=config.get("executor", "subprocess"),
-                              python=config.get("python") or None)
+                              python=config.get("python") or None, run_job=run_job)
     require(error is None, f"the sweep's generator could not be trained: {error}")
   if mode == "local":
     summary = runner.run_local(members, executor=config.get("executor", "subprocess"),
+                               run_job=run_job,
                                python=config.get("python") or None,
                                population=bool(config.get("population", False)))
     print(summary.text(len(members)), flush=True)

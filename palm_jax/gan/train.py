@@ -336,8 +336,3 @@ def train_gan(config, workdir: str) -> str:
   writer.close()
   logging.info("gan: done at %.1f kimg; generator at %s", step * batch / 1000, out_path)
   return out_path
-
-
-def run(config, workdir: str) -> None:
-  """Job entry point (`config.job = "gan"`)."""
-  train_gan(config, workdir)

@@ -33,6 +33,7 @@ from palm_jax.runtime import sharding
 from palm_jax.data import Dataset, make_interp, parse_spec_list
 from palm_jax.runtime.errors import require
 from palm_jax.evaluation import features as features_lib
+from palm_jax.jobs import linear_eval as linear_eval_job
 from palm_jax.evaluation import linear_eval, linear_probe, ood, roc_plot
 from palm_jax.runtime.metrics import MetricWriter
 
@@ -70,10 +71,7 @@ def run(config, workdir: str) -> None:
               if s == f"interp:{test.spec}" else
               linear_eval.load_split(s, config.data, seed=seed, field="data.ood")
               for s in specs]
-  require(config.get("encoder_init", "checkpoint") == "random"
-          or linear_eval._has_checkpoint(workdir),  # pylint: disable=protected-access
-          f"--workdir={workdir} holds no checkpoint to evaluate; point it at a PALM run's "
-          "directory, or pass --config.encoder_init=random for the random-encoder floor.")
+  linear_eval_job.require_encoder(config, workdir)
   encoder = linear_eval.encoder_from_config(config, workdir)
 
   t0 = time.time()

@@ -33,7 +33,7 @@ import numpy as np
 from absl import logging
 
 from palm_jax.runtime import checkpoint as ckpt_lib
-from palm_jax.palm import step as palm_step
+from palm_jax.palm import generator, programs, step as palm_step
 from palm_jax.runtime import sharding
 from palm_jax.data import preprocess
 from palm_jax.envs.latent_env import LatentEnv
@@ -64,7 +64,6 @@ def setup(config, run_dir: str) -> RunSetup:
 
   `config.generator` (non-empty) wins; otherwise the run's own generator.
   """
-  from palm_jax.palm import trainer as train  # pylint: disable=g-import-not-at-top
   run_cfg = run_config(run_dir)
   base = run_cfg if run_cfg is not None else config
   if config.generator:
@@ -75,7 +74,7 @@ def setup(config, run_dir: str) -> RunSetup:
           f"no generator for the generated sources: {run_dir!r} has no config_palm.json "
           "naming one; set config.generator (a file, nvidia:cifar10 or random) or "
           "config.run to a PALM run's workdir.")
-  gen = train.load_env_generator(base, run_dir or "/nonexistent")
+  gen = generator.load_env_generator(base, run_dir or "/nonexistent")
   return RunSetup(base, gen, run_dir if run_cfg is not None else "")
 
 
@@ -112,8 +111,7 @@ def framelog_images(spec: str, num: int, *, size: int) -> tuple[np.ndarray, dict
 def uniform_images(run: RunSetup, num: int, *, seed: int, size: int,
                    batch: int = 256) -> np.ndarray:
   """uint8 [num, size, size, 3]: reset frames (class uniform, z ~ N(0, I)) of the env."""
-  from palm_jax.palm import trainer as train  # pylint: disable=g-import-not-at-top
-  env, params = _env(run.config, run.gen), train.env_params_from(run.config)
+  env, params = _env(run.config, run.gen), programs.env_params_from(run.config)
   reset = jax.jit(lambda k, v: env.reset(k, v, params, batch)[0])
   key, out = jax.random.PRNGKey(seed), []
   for i in range(math.ceil(num / batch)):
@@ -123,14 +121,13 @@ def uniform_images(run: RunSetup, num: int, *, seed: int, size: int,
 
 def restore_palm_state(run: RunSetup, step: int | None, mesh):
   """(step, PalmState, env, env_params) restored from the run's checkpoint (no replay)."""
-  from palm_jax.palm import trainer as train  # pylint: disable=g-import-not-at-top
   require(bool(run.workdir), "source 'palm' needs a PALM run: set config.run (or "
                              "--workdir) to a directory with config_palm.json and checkpoints.")
   cfg = run.config
-  plan = train.Plan(cfg)
-  env, _, init_fn, _, _ = train.build(cfg, mesh, run.gen, plan)
+  plan = programs.Plan(cfg)
+  env, _, init_fn, _, _ = programs.build_single(cfg, mesh, run.gen, plan)
   gen_vars = sharding.host_to_global(run.gen.variables, mesh, sharded=False)
-  params = train.env_params_from(cfg)
+  params = programs.env_params_from(cfg)
   abstract_state, _ = jax.eval_shape(init_fn, np.asarray(jax.random.PRNGKey(cfg.seed)),
                                      gen_vars, params)
   ckpt = ckpt_lib.Checkpointer(ckpt_lib.checkpoint_dir(run.workdir), read_only=True)

@@ -11,7 +11,7 @@ the environment, SAC or the replay to do, so `config.job = "palm"` with `simsiam
              ("static PALM": same-class pairs without the generator; uses labels;
              augmentations only when `simsiam.augment`).
 
-The budget is PALM's (`train.Plan`), so a static or real_aug run of a config does exactly
+The budget is PALM's (`programs.Plan`), so a static or real_aug run of a config does exactly
 the SimSiam updates the PALM run of that config would do: iterations after warm-up ×
 `updates_per_step`, same batch, same learning-rate schedule. Checkpoints are keyed by the
 same "environment step" (iteration × `env.num_envs`) and use the PALM layout
@@ -33,7 +33,7 @@ import numpy as np
 from absl import logging
 
 from palm_jax.runtime import checkpoint as ckpt_lib
-from palm_jax.runtime import metrics as metrics_lib
+from palm_jax.runtime import host_loop, metrics as metrics_lib
 from palm_jax.runtime import sharding
 from palm_jax.runtime.errors import require
 from palm_jax.representation import pairs as pairs_lib
@@ -108,13 +108,12 @@ def load_bank(config, mesh) -> pairs_lib.RealBank:
   return sharding.host_to_global(bank, mesh, sharded=False)
 
 
-def train_offline(config, workdir: str, plan, ss_cfg, *, meta_fn, final_eval):
+def train_offline(config, workdir: str, plan, ss_cfg, *, meta_fn):
   """Runs (or resumes) offline SimSiam; returns `(ss_state, last host metrics)`.
 
-  `plan`: the run's `train.Plan` (iterations, warm-up, chunk); `ss_cfg`: its
+  `plan`: the run's `programs.Plan` (iterations, warm-up, chunk); `ss_cfg`: its
   `SimSiamConfig` (schedule over `plan.total_updates`); `meta_fn(env_steps)` the
-  checkpoint meta and `final_eval(ss_state, env_steps)` the probe (both from train.py, so
-  the layout and the evaluation are the PALM loop's own).
+  checkpoint meta (`programs.meta`, so the layout is the PALM loop's own).
   """
   mesh = sharding.make_mesh()
   sharding.check_divisible("batch_size", config.batch_size, mesh)
@@ -126,11 +125,10 @@ def train_offline(config, workdir: str, plan, ss_cfg, *, meta_fn, final_eval):
                config.batch_size)
   return run_updates(config, workdir, plan, ss_cfg, frame_shape=bank.images.shape[1:],
                      update=lambda ss_state, it, u, key: update(ss_state, bank, key),
-                     meta_fn=meta_fn, final_eval=final_eval)
+                     meta_fn=meta_fn)
 
 
-def run_updates(config, workdir: str, plan, ss_cfg, *, frame_shape, update, meta_fn,
-                final_eval):
+def run_updates(config, workdir: str, plan, ss_cfg, *, frame_shape, update, meta_fn):
   """The SimSiam-only host loop shared by offline and passive PALM (no env, SAC, replay).
 
   `update(ss_state, iteration, u, key) -> (ss_state, metrics)` is update `u` of PALM
@@ -138,7 +136,8 @@ def run_updates(config, workdir: str, plan, ss_cfg, *, frame_shape, update, meta
   numbered like the PALM loop's, so a resume recomputes the same ones. Iterations below
   `plan.warmup_iterations` do no updates in PALM (its warm-up); here they are skipped
   outright (nothing to wait for without play). Chunks end where the PALM loop's do; the
-  checkpoint/snapshot layout is the PALM loop's; returns `(ss_state, last host metrics)`.
+  checkpoint/snapshot layout is the PALM loop's; SIGTERM/SIGINT saves at the end of the
+  chunk and stops (`runtime.host_loop`); returns `(ss_state, last host metrics)`.
   """
   mesh = sharding.make_mesh()
   root = jax.random.PRNGKey(config.seed)
@@ -158,45 +157,46 @@ def run_updates(config, workdir: str, plan, ss_cfg, *, frame_shape, update, meta
     logging.info("Resumed SimSiam at env step %s.", f"{env_steps:,}")
   iteration = max(iteration, plan.warmup_iterations)  # no play, so no warm-up to wait for
   average = jax.jit(lambda ms: jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *ms))
-  writer = metrics_lib.MetricWriter(workdir)
-  writer.truncate_after(iteration * plan.env_steps_per_iteration)
   upd = plan.updates_per_step
   host, chunks_done = {}, 0
-  while iteration < plan.total_iterations:
-    start, per_update = time.time(), []
-    prev_steps = iteration * plan.env_steps_per_iteration
-    # Chunks end where the PALM loop's do (multiples of `plan.chunk` iterations), so
-    # checkpoint and snapshot steps mean the same in both loops.
-    stop = min((iteration // plan.chunk + 1) * plan.chunk, plan.total_iterations)
-    for it in range(iteration, stop):
-      for u in range(upd):
-        key = jax.random.fold_in(jax.random.fold_in(root, it), u)
-        ss_state, m = update(ss_state, it, u, key)
-        per_update.append(m)
-    iteration, chunks_done = stop, chunks_done + 1
-    env_steps = iteration * plan.env_steps_per_iteration
-    host = {f"simsiam/{k}": float(v) for k, v in sharding.to_host(average(per_update)).items()}
-    host["perf/chunk_seconds"] = time.time() - start
-    host["perf/updates_per_s"] = len(per_update) / host["perf/chunk_seconds"]
-    require(all(np.isfinite(v) for v in host.values()),
-            f"SimSiam diverged at env step {env_steps:,} ({host}); lower simsiam.base_lr.")
-    writer.write_scalars(env_steps, host)
-    encoder = simsiam.encoder_variables(ss_state)
-    if chunks_done % config.checkpoint.every_chunks == 0 or iteration >= plan.total_iterations:
-      ckpt.save(env_steps, state=ss_state, meta=meta_fn(env_steps), encoder=encoder)
-    if snaps is not None and ckpt_lib.snapshot_due(config, prev_steps, env_steps):
-      ckpt_lib.save_snapshot(snaps, env_steps, encoder, meta_fn(env_steps))
-  if ckpt.latest_step() is None:  # no updates at all (warm-up = the whole run): the
-    # initial encoder, the same one the PALM run of this seed starts from (a random-init
-    # baseline that evaluations read like any run).
-    env_steps = iteration * plan.env_steps_per_iteration
-    ckpt.save(env_steps, state=ss_state, meta=meta_fn(env_steps),
-              encoder=simsiam.encoder_variables(ss_state))
-  ckpt.close()
-  if snaps is not None:
-    snaps.close()
-  writer.flush()
-  if config.eval.get("train"):
-    host.update(final_eval(ss_state, iteration * plan.env_steps_per_iteration))
-  writer.close()
+  with host_loop.HostLoop("SimSiam", ckpt=ckpt) as loop:
+    writer = loop.own(metrics_lib.MetricWriter(workdir))
+    loop.own(ckpt, snaps)
+    writer.truncate_after(iteration * plan.env_steps_per_iteration)
+    while iteration < plan.total_iterations:
+      start, per_update = time.time(), []
+      prev_steps = iteration * plan.env_steps_per_iteration
+      # Chunks end where the PALM loop's do (multiples of `plan.chunk` iterations), so
+      # checkpoint and snapshot steps mean the same in both loops.
+      end = min((iteration // plan.chunk + 1) * plan.chunk, plan.total_iterations)
+      for it in range(iteration, end):
+        for u in range(upd):
+          key = jax.random.fold_in(jax.random.fold_in(root, it), u)
+          ss_state, m = update(ss_state, it, u, key)
+          per_update.append(m)
+      iteration, chunks_done = end, chunks_done + 1
+      env_steps = iteration * plan.env_steps_per_iteration
+      host = {f"simsiam/{k}": float(v)
+              for k, v in sharding.to_host(average(per_update)).items()}
+      host["perf/chunk_seconds"] = time.time() - start
+      host["perf/updates_per_s"] = len(per_update) / host["perf/chunk_seconds"]
+      loop.check_finite(host, step_text=f"env step {env_steps:,}",
+                        hint="lower simsiam.base_lr")
+      writer.write_scalars(env_steps, host)
+      encoder = simsiam.encoder_variables(ss_state)
+      last = iteration >= plan.total_iterations
+      stop = loop.stop_requested()
+      if host_loop.due(chunks_done, config.checkpoint.every_chunks, last=last) or stop:
+        ckpt.save(env_steps, state=ss_state, meta=meta_fn(env_steps), encoder=encoder)
+        writer.flush()
+      if snaps is not None and ckpt_lib.snapshot_due(config, prev_steps, env_steps):
+        ckpt_lib.save_snapshot(snaps, env_steps, encoder, meta_fn(env_steps))
+      if stop and not last:
+        loop.stop(f"{chunks_done} chunks", f"env step {env_steps:,} in {ckpt.directory}")
+    if ckpt.latest_step() is None:  # no updates at all (warm-up = the whole run): the
+      # initial encoder, the same one the PALM run of this seed starts from (a random-init
+      # baseline that evaluations read like any run).
+      env_steps = iteration * plan.env_steps_per_iteration
+      ckpt.save(env_steps, state=ss_state, meta=meta_fn(env_steps),
+                encoder=simsiam.encoder_variables(ss_state))
   return ss_state, host

@@ -1,7 +1,7 @@
 """Passive PALM (`config.job = "passive"`, paper Sec. 6): SimSiam on a run's stored play.
 
 The encoder, heads, optimiser, batch size and number of updates are those of the `palm`
-job with the same config (`train.Plan`: updates start after the warm-up iterations,
+job with the same config (`programs.Plan`: updates start after the warm-up iterations,
 `updates_per_step` per iteration), but the temporal pairs come from an experience log
 (`config.experience.log`, `palm_jax/palm/experience_log.py`) instead of the live replay; there
 is no environment, generator, SAC or APT reward. A pair is (s_t, s_{t+1}): the records
@@ -127,7 +127,7 @@ class PairSampler:
     return self.a[pos], self.b[pos]
 
 
-def train_passive(config, workdir: str, plan, ss_cfg, *, meta_fn, final_eval):
+def train_passive(config, workdir: str, plan, ss_cfg, *, meta_fn):
   """Runs (or resumes) passive PALM; returns `(ss_state, last host metrics)`."""
   mesh = sharding.make_mesh()
   sharding.check_divisible("batch_size", config.batch_size, mesh)
@@ -178,6 +178,6 @@ def train_passive(config, workdir: str, plan, ss_cfg, *, meta_fn, final_eval):
                config.batch_size)
   try:
     return offline.run_updates(config, workdir, plan, ss_cfg, frame_shape=log.frame_shape,
-                               update=update, meta_fn=meta_fn, final_eval=final_eval)
+                               update=update, meta_fn=meta_fn)
   finally:
     pool.shutdown(wait=True, cancel_futures=True)

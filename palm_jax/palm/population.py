@@ -20,33 +20,20 @@ i equals the single run of its config up to float rounding of batched kernels
 first (`generator=""`) is made once and written to a file every member's config names, so
 all members play in the same world and each config still reproduces its member alone.
 Members start, checkpoint and resume together; the experience log, offline pairs and
-passive PALM run singly.
+passive PALM run singly. This module names the members and their configs; the one host
+loop for 1..N members is `palm.trainer`.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import time
-from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
-import numpy as np
-from absl import flags, logging
-from jax.sharding import NamedSharding, PartitionSpec as P
 
-from palm_jax.palm import budget
-from palm_jax.runtime import files
-from palm_jax.runtime import checkpoint as ckpt_lib
-from palm_jax.palm import experience_log, step as palm_step
-from palm_jax.runtime import metrics as metrics_lib, preemption, run_records as preflight
+from palm_jax.palm import experience_log, generator, offline
+from palm_jax.palm import validate as validate_lib
 from palm_jax.runtime import sharding
-from palm_jax.palm import trainer as train
-from palm_jax.envs import frame_stack_env
 from palm_jax.runtime.errors import require
-from palm_jax.palm import offline
-from palm_jax.representation import simsiam
 
 MEMBERS_DIR = "members"
 
@@ -114,22 +101,17 @@ def validate(config, mesh, workdir: str) -> list[Member]:
           "with config.population; log the experience of a single run.")
   out = members(config, workdir)
   for m in out:
-    train.validate(m.config, mesh)
+    validate_lib.validate(m.config, mesh)
   return out
 
 
-def _stacked(tree, mesh):
-  """Shardings with a leading, unsplit member axis."""
-  return jax.tree.map(lambda s: NamedSharding(mesh, P(None, *s.spec)), tree)
-
-
-def _shared_generator(config, workdir: str):
+def shared_generator(config, workdir: str):
   """The population's generator, and the file members' configs name (None: as given)."""
   name = config.generator
   if name not in ("random", ""):
-    return train.load_env_generator(config, workdir), None
+    return generator.load_env_generator(config, workdir), None
   if name == "":  # trained first, into WORKDIR/gan, exported to WORKDIR/gan/generator.npz
-    train.load_env_generator(config, workdir)
+    generator.load_env_generator(config, workdir)
     from palm_jax.gan import train as gan_train  # pylint: disable=g-import-not-at-top
     path = os.path.join(workdir, "gan", gan_train.GENERATOR_FILE)
   else:  # drawn once from the population's own seed, as a single run would draw it
@@ -141,209 +123,4 @@ def _shared_generator(config, workdir: str):
     sharding.wait_for_all_processes("population generator")
   file_config = config.copy_and_resolve_references()
   file_config.generator = path
-  return train.load_env_generator(file_config, workdir), path
-
-
-def _restore(ckpts, members_, abstract_state, abstract_replay, save_replay):
-  """Every member's checkpoint, or None when none has one; members resume together."""
-  restored = [c.restore(abstract_state, replay_template=abstract_replay if save_replay
-                        else None) for c, _ in ckpts]
-  have = [m.name for m, r in zip(members_, restored) if r is not None]
-  if not have:
-    return None
-  steps = {m.name: r[0] for m, r in zip(members_, restored) if r is not None}
-  require(len(have) == len(members_) and len(set(steps.values())) == 1,
-          f"the population's members are at different checkpoints ({steps}; none for "
-          f"{[m.name for m in members_ if m.name not in steps] or 'no member'}); members "
-          "resume together: move the members/ folder aside to start again, or rerun each "
-          "member's config_palm.json as a single run.")
-  return restored
-
-
-class Programs(NamedTuple):
-  env: Any
-  step_cfg: palm_step.StepConfig
-  init_fn: Any          # one member's jitted init (train.build)
-  single_sh: tuple      # one member's (state, replay) shardings
-  pop_sh: tuple         # the population's: a leading, unsplit member axis
-  ss_cfg: simsiam.SimSiamConfig
-  member_params: list   # each member's EnvParams
-  env_params: Any       # EnvParams of [n] arrays (alpha, beta, ... per member)
-  keys: np.ndarray      # uint32 [n, 2]: each member's root key, PRNGKey(seed)
-  pop_init: Any         # jitted (keys, gen_vars, env_params) -> stacked (state, replay)
-
-
-def build(config, mesh, gen, plan: train.Plan, team: list[Member]) -> Programs:
-  """`train.build` for one member, and its population versions (also the bench's)."""
-  env, step_cfg, init_fn, single_sh, ss_cfg = train.build(config, mesh, gen, plan)
-  pop_sh = tuple(_stacked(s, mesh) for s in single_sh)
-  member_params = [train.env_params_from(m.config) for m in team]
-  env_params = jax.tree.map(  # one value per member: [n] float32 / int32 leaves
-      lambda *xs: np.asarray(xs, np.int32 if isinstance(xs[0], int) else np.float32),
-      *member_params)
-  keys = np.stack([np.asarray(jax.random.PRNGKey(m.config.seed)) for m in team])
-  pop_init = jax.jit(jax.vmap(init_fn, in_axes=(0, None, 0)), out_shardings=pop_sh)
-  return Programs(env, step_cfg, init_fn, single_sh, pop_sh, ss_cfg, member_params,
-                  env_params, keys, pop_init)
-
-
-def train_population(config, workdir: str) -> list[train.TrainResult]:
-  """Runs (or resumes) every member of `config.population` together in `workdir`."""
-  mesh = sharding.make_mesh()
-  train.validate(config, mesh)
-  validate(config, mesh, workdir)
-  plan = train.Plan(config)
-  ckpt_lib.validate_snapshot_steps(config, plan.chunk * plan.env_steps_per_iteration,
-                                   plan.total_iterations * plan.env_steps_per_iteration)
-  budget.log_budget(config, plan.total_iterations, plan.warmup_iterations)
-  eval_data = preflight.eval_datasets(config)
-  gen, gen_file = _shared_generator(config, workdir)
-  team = members(config, workdir, gen_file)
-  n = len(team)
-  built = build(config, mesh, gen, plan, team)
-  env, step_cfg, init_fn, single_sh, pop_sh, ss_cfg = (
-      built.env, built.step_cfg, built.init_fn, built.single_sh, built.pop_sh, built.ss_cfg)
-  member_params, env_params, keys, pop_init = (
-      built.member_params, built.env_params, built.keys, built.pop_init)
-  gen_vars = sharding.host_to_global(gen.variables, mesh, sharded=False)
-  real_bank = train._real_bank(config, gen.c_dim, mesh)  # pylint: disable=protected-access
-  allow_change = flags.FLAGS.is_parsed() and flags.FLAGS["allow_config_change"].value \
-      if "allow_config_change" in flags.FLAGS else False
-  for m in team:  # the checkpoints are the members': so is the resume check
-    preflight.check_resume_config(m.workdir, "palm", m.config, allow_change)
-  preflight.write_config(workdir, "palm", config)
-  for m in team:
-    preflight.write_config(m.workdir, "palm", m.config)
-  logging.info("Population of %d members (%s): %d environments each on %d devices.", n,
-               ", ".join(m.name for m in team), config.env.num_envs, mesh.size)
-
-  stack_state = jax.jit(lambda *ts: jax.tree.map(lambda *xs: jnp.stack(xs), *ts),
-                        out_shardings=pop_sh[0])
-  stack_replay = jax.jit(lambda *ts: jax.tree.map(lambda *xs: jnp.stack(xs), *ts),
-                         out_shardings=pop_sh[1])
-  take_state = jax.jit(lambda t, i: jax.tree.map(lambda x: x[i], t),
-                       out_shardings=single_sh[0])
-  take_replay = jax.jit(lambda t, i: jax.tree.map(lambda x: x[i], t),
-                        out_shardings=single_sh[1])
-  ckpts = [ckpt_lib.checkpointers(m.workdir, m.config) for m in team]
-  save_replay = bool(config.checkpoint.save_replay)
-  abstract_state, abstract_replay = jax.eval_shape(init_fn, keys[0], gen_vars,
-                                                   member_params[0])
-  files.check_free_space(ckpts[0][0].directory, n * ckpt_lib.tree_bytes(
-      abstract_state, abstract_replay if save_replay else None),
-      f"a checkpoint of each of the {n} members")
-  restored = _restore(ckpts, team, abstract_state, abstract_replay, save_replay)
-  if restored is None:
-    state, replay = pop_init(keys, gen_vars, env_params)
-  else:
-    state = stack_state(*[r[1] for r in restored])
-    if all(r[2] is not None for r in restored):
-      replay = stack_replay(*[r[2] for r in restored])
-    else:  # saved without replays: empty ones (updates wait until they refill)
-      _, replay = pop_init(keys, gen_vars, env_params)
-    logging.info("Resumed the population from its checkpoints at env step %s.",
-                 f"{restored[0][0]:,}")
-  iteration = int(sharding.to_host(state.iteration)[0])
-  env_steps = iteration * plan.env_steps_per_iteration
-
-  writers = [metrics_lib.MetricWriter(m.workdir) for m in team]
-  for w in writers:
-    w.truncate_after(env_steps)
-  total_steps = plan.total_iterations * plan.env_steps_per_iteration
-  progress = metrics_lib.Progress(total_steps, start=env_steps, unit="member env steps")
-  loop = palm_step.resolve_loop(config.loop, jax.devices()[0].platform)
-  chunk_fn = palm_step.make_chunk(step_cfg, env, mesh, plan.chunk, *pop_sh, loop=loop,
-                                  members=n)
-  rollout_fn = palm_step.make_rollout(env, config.log.rollout_rows,
-                                      config.env.episode_length, config.agent.action_source)
-  if config.env.get("frame_stack", 0):  # pictures show each stack's newest frame (train.py)
-    rollout_fn = frame_stack_env.newest_frames(rollout_fn)
-  explore = train._explore_fn(config, env, mesh)  # pylint: disable=protected-access
-  explore_fn = (jax.jit(jax.vmap(explore, in_axes=(0, 0, None, 0, 0)))
-                if explore is not None else None)
-  host = [dict() for _ in team]
-  chunks_done = iteration // plan.chunk
-  run_start, compile_s = time.time(), None
-  if iteration < plan.total_iterations:
-    logging.info("Compiling the population's training chunk (%d iterations)...", plan.chunk)
-  while iteration < plan.total_iterations:
-    start = time.time()
-    state, replay, chunk_metrics = chunk_fn(state, replay, gen_vars, env_params, real_bank)
-    iteration += plan.chunk
-    chunks_done += 1
-    env_steps = iteration * plan.env_steps_per_iteration
-    if explore_fn is not None:
-      keys_e = np.stack([np.asarray(jax.random.fold_in(
-          jax.random.PRNGKey(m.config.seed + 7919), env_steps)) for m in team])
-      chunk_metrics = dict(chunk_metrics, **explore_fn(state, replay, gen_vars, env_params,
-                                                       keys_e))
-    fetched = sharding.to_host(chunk_metrics)
-    host = [{k: float(v[i]) for k, v in fetched.items()} for i in range(n)]
-    for h, (ckpt, _) in zip(host, ckpts):
-      train._check_finite(h, env_steps, ckpt)  # pylint: disable=protected-access
-    first = compile_s is None
-    if first:
-      compile_s = time.time() - start
-      logging.info("Compiled and ran the population's first chunk in %s.",
-                   metrics_lib.format_duration(compile_s))
-    rate = progress.update(env_steps, timed=not first)["rate"]
-    last = iteration >= plan.total_iterations
-    rollouts = config.log.rollout_every_chunks and (
-        chunks_done % config.log.rollout_every_chunks == 0 or last)
-    stop = preemption.requested()
-    save = chunks_done % config.checkpoint.every_chunks == 0 or last or stop
-    snap = ckpts[0][1] is not None and ckpt_lib.snapshot_due(
-        config, env_steps - plan.chunk * plan.env_steps_per_iteration, env_steps)
-    for i, (m, h, w, (ckpt, snaps)) in enumerate(zip(team, host, writers, ckpts)):
-      if math.isfinite(rate):
-        h["perf/env_steps_per_s"] = rate
-        h["perf/population_env_steps_per_s"] = rate * n
-      h["perf/chunk_seconds"] = time.time() - start
-      w.write_scalars(env_steps, h)
-      if not (rollouts or save or snap):
-        continue
-      member_state = take_state(state, i)
-      if rollouts:
-        train._write_rollouts(  # pylint: disable=protected-access
-            m.workdir, w, rollout_fn, member_state, gen_vars, member_params[i], env_steps)
-      if save:
-        train._save(ckpt, env_steps, member_state,  # pylint: disable=protected-access
-                    take_replay(replay, i) if save_replay else None, m.config, ss_cfg,
-                    save_replay)
-        w.flush()
-      if snap:
-        ckpt_lib.save_snapshot(snaps, env_steps, simsiam.encoder_variables(
-            member_state.simsiam), train._meta(m.config, ss_cfg, env_steps))  # pylint: disable=protected-access
-    if stop and not last:
-      _close(ckpts, writers)
-      raise preemption.stopped(f"{chunks_done} chunks", f"env step {env_steps:,} of "
-                               f"{n} members in {_where(team)}")
-  results = []
-  for i, (m, h) in enumerate(zip(team, host)):
-    member_state = take_state(state, i)
-    if eval_data is not None:
-      h.update(train._final_linear_eval(  # pylint: disable=protected-access
-          m.config, m.workdir, member_state, ss_cfg, env_steps, mesh, eval_data))
-    results.append(train.TrainResult(state=member_state, metrics=h))
-  _close(ckpts, writers)
-  logging.info("Population finished at %s env steps per member in %s; members in %s.",
-               f"{env_steps:,}", metrics_lib.format_duration(time.time() - run_start),
-               _where(team))
-  return results
-
-
-def _where(team: list[Member]) -> str:
-  return os.path.commonpath([m.workdir for m in team]) if len(team) > 1 else team[0].workdir
-
-
-def _close(ckpts, writers) -> None:
-  for ckpt, snaps in ckpts:
-    ckpt.close()
-    if snaps is not None:
-      snaps.close()
-  for w in writers:
-    w.close()
-
-
-def run(config, workdir: str) -> None:
-  train_population(config, workdir)
+  return generator.load_env_generator(file_config, workdir), path

@@ -78,7 +78,7 @@ def state_shardings(mesh: Mesh) -> PalmState:
                    obs=data, first=data, simsiam=rep, sac=rep, reward_rms=rep)
 
 
-def _act(cfg: StepConfig, state: PalmState, key):
+def act(cfg: StepConfig, state: PalmState, key):
   """Actions [N, A]: random during warm-up (or always), else the SAC policy on f(s_t)."""
   action_dim = state.sac.action_dim
 
@@ -94,7 +94,7 @@ def _act(cfg: StepConfig, state: PalmState, key):
   return jax.lax.cond(state.iteration < cfg.warmup_iterations, uniform, policy, None)
 
 
-def _update(cfg: StepConfig, env: LatentEnv, mesh: Mesh, state: PalmState, replay, key,
+def update(cfg: StepConfig, env: LatentEnv, mesh: Mesh, state: PalmState, replay, key,
             gen_vars, env_params: EnvParams, real_bank):
   """One (sample, SimSiam, reward, SAC) update; returns (state, metrics)."""
   k_sample, k_pairs, k_simsiam, k_sac = jax.random.split(key, 4)
@@ -151,7 +151,7 @@ def make_iteration(cfg: StepConfig, env: LatentEnv, mesh: Mesh, *, control_flow:
 
   def updates(state, replay, key, gen_vars, env_params, real_bank):
     def one(state, u):
-      return _update(cfg, env, mesh, state, replay, jax.random.fold_in(key, u), gen_vars,
+      return update(cfg, env, mesh, state, replay, jax.random.fold_in(key, u), gen_vars,
                      env_params, real_bank)
     if control_flow:
       state, metrics = jax.lax.scan(one, state, jnp.arange(cfg.updates_per_step))
@@ -166,7 +166,7 @@ def make_iteration(cfg: StepConfig, env: LatentEnv, mesh: Mesh, *, control_flow:
   def iteration(state: PalmState, replay, gen_vars, env_params: EnvParams, real_bank):
     key = jax.random.fold_in(state.key, state.iteration)
     k_act, k_env, k_upd = jax.random.split(key, 3)
-    action = _act(cfg, state, k_act)
+    action = act(cfg, state, k_act)
     replay = replay_lib.insert(replay, state.obs, action, state.first, state.env.label)
     obs, env_state, first = env.step(k_env, state.env, action, gen_vars, env_params)
 

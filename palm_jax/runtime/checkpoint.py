@@ -269,6 +269,15 @@ def all_encoder_steps(workdir: str) -> list[int]:
   return sorted(steps)
 
 
+def has_encoder(workdir: str) -> bool:
+  """Whether the run has an encoder to evaluate: a rolling checkpoint or a snapshot (a run
+  cut short before its first checkpoint still has its snapshots)."""
+  if "://" in workdir:
+    return True
+  return any(os.path.isdir(d) and any(p.isdigit() for p in os.listdir(d))
+             for d in (checkpoint_dir(workdir), snapshot_dir(workdir)))
+
+
 def restore_encoder(workdir: str, step: int | None = None) -> tuple[int, Any, dict] | None:
   """Restores only `(step, encoder_variables, meta)` from a run's workdir.
 

@@ -1,9 +1,8 @@
-"""Checks that run before anything compiles, so a long run never fails at its end.
+"""A run's records: its workdir, the config it was trained with, and the resume guard.
 
 `palm_jax.main` calls `check_workdir` and `check_resume_config` before a job starts; the
-jobs call `write_config` once their own validation (`train.validate`, the data and the
-generator loaded) has passed, and `palm_jax.palm.trainer` uses `eval_datasets` / `check_real_pairs`
-/ `check_batch_fits` to resolve every dataset and size it needs up front.
+jobs call `write_config` once their own validation (the config, the data and the generator
+loaded) has passed.
 
 Resuming with a changed config: a workdir with a checkpoint was trained with the config in
 its newest `config_<job>[.N].json`; a rerun whose config differs in any field outside
@@ -139,68 +138,3 @@ def write_config(workdir: str, job: str, config) -> str | None:
     logging.info("The config differs from the one this workdir used before; wrote it to %s.",
                  path)
   return path
-
-
-def eval_datasets(config):
-  """`(train, test)` Datasets of `config.eval` loaded now (before compiling), or None."""
-  if not config.eval.get("train"):
-    return None
-  require(bool(config.eval.get("test")), "config.eval.train is set but config.eval.test is "
-          "empty; give both (e.g. tfds:cifar10:train and tfds:cifar10:test) or neither.")
-  from palm_jax.evaluation import linear_eval  # pylint: disable=g-import-not-at-top
-  train = linear_eval.load_split(config.eval.train, seed=config.seed, field="eval.train")
-  test = linear_eval.load_split(config.eval.test, seed=config.seed, field="eval.test")
-  linear_eval.check_labelled(train, "eval.train")
-  linear_eval.check_labelled(test, "eval.test")
-  return train, test
-
-
-def check_real_pairs(dataset, c_dim: int, spec: str) -> None:
-  """pairs="real" draws pairs of the class the generator renders: the counts must match."""
-  require(dataset.labels is not None, f"config.simsiam.real_data={spec!r} has no labels; "
-          "real same-class pairs need a labelled split.")
-  classes = int(dataset.num_classes or (int(dataset.labels.max()) + 1))
-  require(classes == max(c_dim, 1),
-          f"config.simsiam.real_data={spec!r} has {classes} classes but the generator has "
-          f"c_dim={c_dim}, so pairs='real' would draw only classes 0-{max(c_dim, 1) - 1}; "
-          "use a generator trained on that dataset or a dataset with its classes.")
-
-
-def check_batch_fits(config) -> None:
-  """The first update samples `batch_size` transitions from what warmup put in the replay."""
-  env = config.env
-  # After warmup the ring holds (warmup iterations - 1) transitions per environment.
-  iters = -(-config.agent.warmup_env_steps // env.num_envs)
-  stored = min(max(iters - 1, 1), config.replay.capacity // env.num_envs - 1) * env.num_envs
-  require(config.batch_size <= stored,
-          f"config.batch_size={config.batch_size} is larger than the {stored} transitions "
-          f"the replay holds when updates start (warmup {config.agent.warmup_env_steps} env "
-          f"steps of {env.num_envs} environments), so every batch would repeat transitions; "
-          "lower batch_size or raise agent.warmup_env_steps.")
-
-
-def load_generator_file(name: str, load):
-  """`load(name)` for a weights path, with unreadable files answered in one sentence.
-
-  A directory, a text file, a truncated `.npz`/`.pkl` (an interrupted copy or download)
-  would otherwise surface as IsADirectoryError/BadZipFile/EOFError tracebacks.
-  """
-  path = os.path.expanduser(str(name))
-  if not str(name).startswith("nvidia:"):
-    require(not os.path.isdir(path), f"config.generator={name!r} is a directory; pass the "
-            "weights file inside it (e.g. DIR/generator.npz written by the gan job).")
-    if path.lower().endswith(".npz") and os.path.isfile(path):
-      import zipfile  # pylint: disable=g-import-not-at-top
-      require(zipfile.is_zipfile(path), f"config.generator={name!r} is not an .npz archive "
-              "(not a complete zip file: truncated, or text); export it again with the gan "
-              "job or save_generator_npz.")
-  try:
-    return load(name)
-  except UserError:
-    raise
-  except Exception as e:  # pylint: disable=broad-except  (zipfile, pickle, EOF, OS errors)
-    text = (str(e).strip().splitlines() or [""])[0][:120]
-    raise UserError(f"config.generator={name!r} cannot be read as generator weights "
-                    f"({type(e).__name__}: {text}); the file is truncated or not a weights "
-                    "file: copy or export it again (a .pkl snapshot, .pt/.pth state dict or "
-                    "the gan job's .npz).") from None

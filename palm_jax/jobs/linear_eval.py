@@ -1,0 +1,57 @@
+"""`config.job = "linear_eval"`: linear-probe top-1 of a run's frozen encoder.
+
+    python -m palm_jax.main --config=configs/linear_eval.py --workdir=RUN_DIR \
+        --config.data.train=npz:../shared/data/cifar_subset/cifar10_train_partial.npz \
+        --config.data.test=npz:../shared/data/cifar_subset/cifar10_test_partial.npz
+
+Restores only the encoder of RUN_DIR (latest checkpoint, or `config.step`); a RUN_DIR
+without a checkpoint is refused (a mistyped path must not silently evaluate a random
+network) unless `config.encoder_init="random"` asks for the floor every number is compared
+with. The evaluation itself is the library's (`palm_jax.evaluation.linear_eval`): the
+probe, the weighted kNN classifier and, with `config.cv.repeats`, the cross-validation.
+"""
+from __future__ import annotations
+
+import jax
+from absl import logging
+
+from palm_jax.evaluation.linear_eval import (check_labelled, describe, describe_knn_cv,
+                                             encoder_from_config, evaluate_linear,
+                                             load_split, write_result)
+from palm_jax.runtime import checkpoint, sharding
+from palm_jax.runtime.errors import require
+
+
+def require_encoder(config, workdir: str) -> None:
+  """One sentence when RUN_DIR has nothing to evaluate (and no random floor was asked)."""
+  require(config.get("encoder_init", "checkpoint") == "random"
+          or checkpoint.has_encoder(workdir),
+          f"--workdir={workdir} holds no checkpoint to evaluate; point it at a PALM run's "
+          "directory, or pass --config.encoder_init=random for the random-encoder floor.")
+
+
+def run(config, workdir: str) -> None:
+  """The job: `config` as in configs/linear_eval.py."""
+  mesh = sharding.make_mesh()
+  sharding.check_divisible("batch_size", int(config.batch_size), mesh)
+  seed = int(config.seed)
+  # Data first: a wrong path or spec should fail before the encoder is built or compiled.
+  train = load_split(config.data.train, config.data, seed=seed, field="data.train")
+  test = load_split(config.data.test, config.data, seed=seed, field="data.test")
+  check_labelled(train, "training")
+  check_labelled(test, "test")
+  require_encoder(config, workdir)
+  encoder = encoder_from_config(config, workdir)
+  result = evaluate_linear(encoder, train, test,
+                           batch_size=int(config.batch_size), probe=config.get("probe"),
+                           data=config.data, seed=seed, mesh=mesh, knn=config.get("knn"),
+                           cv=config.get("cv"))
+  path = write_result(workdir, result)
+  logging.info("Linear probe of %s on %s: test top-1 %.4f, train top-1 %.4f (weight decay "
+               "%g) → %s", describe(encoder, workdir), result["dataset"],
+               result["test_top1"], result["train_top1"], result["weight_decay"], path)
+  if jax.process_index() == 0:
+    print(f"linear_eval: test top-1 {result['test_top1']:.4f}, train top-1 "
+          f"{result['train_top1']:.4f} ({result['num_train']} train / "
+          f"{result['num_test']} test images){describe_knn_cv(result)} with "
+          f"{describe(encoder, workdir)}; wrote {path}")
