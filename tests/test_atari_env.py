@@ -8,7 +8,7 @@ from palm_jax.envs import atari  # noqa: E402
 from palm_jax.runtime.errors import UserError  # noqa: E402
 
 
-_ROWS, _COLS = atari._area_weights(210, 84), atari._area_weights(160, 84).T
+_ROWS, _COLS = atari.area_weights(210, 84), atari.area_weights(160, 84).T
 
 
 def _dense_resize(frame):
@@ -20,8 +20,8 @@ def _dense_resize(frame):
 
 
 def test_area_weights_by_hand_and_resize_against_the_dense_map():
-  np.testing.assert_allclose(atari._area_weights(3, 2), [[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]])
-  np.testing.assert_allclose(atari._area_weights(4, 2), [[.5, .5, 0, 0], [0, 0, .5, .5]])
+  np.testing.assert_allclose(atari.area_weights(3, 2), [[2 / 3, 1 / 3, 0], [0, 1 / 3, 2 / 3]])
+  np.testing.assert_allclose(atari.area_weights(4, 2), [[.5, .5, 0, 0], [0, 0, .5, .5]])
   frame = np.random.default_rng(0).integers(0, 256, (210, 160)).astype(np.uint8)
   out = atari.AreaResize(210, 160)(frame)
   assert out.shape == (84, 84) and out.dtype == np.uint8

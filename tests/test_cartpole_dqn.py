@@ -3,7 +3,7 @@ import numpy as np
 
 from palm_jax.agents import drq
 from palm_jax.atari import trainer as drq_loop
-from palm_jax.envs import cartpole
+import env_cartpole as cartpole
 from palm_jax.models.atari_encoder import DuelingHead, MLPEncoder, QNetwork
 
 

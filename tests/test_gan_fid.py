@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from palm_jax.runtime.errors import UserError
-from palm_jax.gan import metrics_fid
+from palm_jax.evaluation import fid as metrics_fid
 
 SCALE = 1 / 16
 

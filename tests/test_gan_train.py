@@ -12,7 +12,7 @@ import pytest
 from palm_jax.runtime.errors import UserError
 from palm_jax.gan import steps, train
 from palm_jax.main import run_job
-from palm_jax.models.stylegan2_weights import load_generator
+from palm_jax.models.stylegan2.weights import load_generator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH = 8

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax.envs import pendulum
+import env_pendulum as pendulum
 
 
 def np_angle_normalize(x):

@@ -1,6 +1,6 @@
 """SAC: pure functions against NumPy, compile-once and sharding checks, and learning Pendulum.
 
-The learning test trains on the pure-JAX Pendulum (`palm_jax/envs/pendulum.py`) with a tiny
+The learning test trains on the pure-JAX Pendulum (`tests/env_pendulum.py`) with a tiny
 functional replay buffer defined here (the project's sharded buffer lives elsewhere) and the
 whole loop in jitted `lax.scan` chunks.
 """
@@ -17,7 +17,7 @@ import pytest
 from flax import struct
 
 from palm_jax.agents import sac
-from palm_jax.envs import pendulum
+import env_pendulum as pendulum
 from palm_jax.runtime.errors import UserError
 
 # Every unit test shares these sizes and one config, so `init`/`update` compile once each.

@@ -8,7 +8,7 @@ from PIL import Image
 
 from palm_jax import main
 from palm_jax.models import stylegan2
-from palm_jax.models.stylegan2_weights import save_generator_npz
+from palm_jax.models.stylegan2.weights import save_generator_npz
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -11,7 +11,7 @@ import pytest
 
 from palm_jax.runtime.errors import UserError
 from palm_jax.models import stylegan2 as sg
-from palm_jax.models import stylegan2_weights as sw
+from palm_jax.models.stylegan2 import weights as sw
 
 torch = pytest.importorskip("torch")
 

@@ -5,7 +5,7 @@ r"""DrQ(ε) on one Atari 100k game: 100k agent steps, then 100 evaluation games.
     python -m palm_jax.main --config=configs/atari/drq.py:pong --workdir=/tmp/palm_drq_pong \
         --config.encoder_init=palm --config.encoder_workdir=/tmp/palm_pong
     # the 26-game × 5-seed grid and its results.md (see README "Atari 100k")
-    python -m palm_jax.experiments.atari100k_grid --config=configs/atari/drq.py --workdir=/tmp/a100k
+    python -m palm_jax.jobs.atari100k_grid --config=configs/atari/drq.py --workdir=/tmp/a100k
 
 The argument is the game (any spelling: pong, ms_pacman, MsPacman); `<game>,tiny` is the
 few-hundred-step variant the tests run. Every agent field is DrQ_eps.gin's (google/dopamine

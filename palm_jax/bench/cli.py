@@ -12,7 +12,7 @@ import sys
 from typing import Any, Callable
 
 from palm_jax.runtime import files
-from palm_jax.bench import features, gan, generator, palm, suite
+from palm_jax.bench import features, frame_log, gan, generator, palm, suite
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +31,8 @@ SUBCOMMANDS: dict[str, Subcommand] = {
                       "GAN training s/kimg (NVIDIA's cifar config)"),
     "features": Subcommand(features.add_features_arguments, features.bench_features,
                            "feature extraction + linear probe time"),
+    "framelog": Subcommand(frame_log.add_framelog_arguments, frame_log.bench_framelog,
+                           "frame-log record layouts: write and random-read speed"),
     "suite": Subcommand(suite.add_suite_arguments, suite.bench_suite,
                         "everything above, most important first, within a time budget"),
 }

@@ -17,7 +17,7 @@ with a footer index; Grain (github.com/google/grain) reads it through
 Shards are written with `group_size:1` (each record its own chunk: O(1) random access,
 what Grain's source checks for) and uncompressed (on noise frames zstd/brotli saved
 nothing and cost a third of the write speed; real generator frames were not measured:
-`python -m palm_jax.data.frame_log` measures the options).
+`python -m palm_jax.bench framelog` measures the options).
 
 A record is one frame and its fields as one fixed-layout byte string,
 
@@ -54,7 +54,7 @@ from palm_jax.runtime.errors import UserError, require
 INDEX = "index.json"
 # What one record costs beyond its payload in an uncompressed group_size:1 ArrayRecord
 # file (chunk header + footer entry): 72 B for 3,072-byte records and 173 B for 3,104-byte
-# ones (measured, `python -m palm_jax.data.frame_log`; chunks are aligned); rounded up. And
+# ones (measured, `python -m palm_jax.bench framelog`; chunks are aligned); rounded up. And
 # the free-space margin the disk check keeps.
 RECORD_OVERHEAD_BYTES = 192
 SHARD_OVERHEAD_BYTES = 128 << 10  # a file is written in 64 KiB blocks: a small shard is 128 KiB
@@ -416,50 +416,3 @@ class FrameLog(Sequence):
         out[name].append(part[name])
     return {name: (np.concatenate(v) if v else np.zeros((0,), np.int64))
             for name, v in out.items()}
-
-
-def measure(num_frames: int = 8192, frame_shape=(32, 32, 3), directory: str | None = None):
-  """Write and random-read times of the shard layouts (BENCHMARKS.md, "frame log").
-
-  Per-frame records (`WRITER_OPTIONS`, and ArrayRecord's compressed defaults) against one
-  record per 256-frame batch, on uniform-noise frames (the worst case for compression):
-  seconds to write `num_frames`, bytes per frame, and 1,000 random single-frame reads.
-  """
-  import tempfile  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
-  from array_record.python import array_record_module as arm  # pylint: disable=g-import-not-at-top
-  directory = directory or tempfile.mkdtemp(prefix="frame_log_bench_")
-  rng = np.random.default_rng(0)
-  frames = rng.integers(0, 256, (num_frames, *frame_shape), dtype=np.uint8)
-  picks = rng.integers(0, num_frames, 1000)
-  rows = []
-  for name, options, per in (("per-frame, group_size:1, uncompressed", WRITER_OPTIONS, 1),
-                             ("per-frame, group_size:1, zstd:1", "group_size:1,zstd:1", 1),
-                             ("per-frame, default (group 65536, brotli)", "", 1),
-                             ("256 frames per record, uncompressed", WRITER_OPTIONS, 256)):
-    path = os.path.join(directory, f"bench-{len(rows)}.array_record")
-    start = time.perf_counter()
-    w = arm.ArrayRecordWriter(path, options)
-    for i in range(0, num_frames, per):
-      w.write(frames[i:i + per].tobytes())
-    w.close()
-    write_s = time.perf_counter() - start
-    r = arm.ArrayRecordReader(path, "readahead_buffer_size:0")
-    start = time.perf_counter()
-    for i in picks:
-      rec = r.read([int(i) // per])[0]
-      j = int(i) % per
-      np.frombuffer(rec, np.uint8, count=math.prod(frame_shape),
-                    offset=j * math.prod(frame_shape))
-    read_s = time.perf_counter() - start
-    r.close()
-    rows.append(dict(layout=name, write_frames_per_s=num_frames / write_s,
-                     bytes_per_frame=os.path.getsize(path) / num_frames,
-                     random_reads_per_s=len(picks) / read_s))
-    os.remove(path)
-  return rows
-
-
-if __name__ == "__main__":
-  for row in measure():
-    print(row)

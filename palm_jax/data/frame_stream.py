@@ -17,7 +17,7 @@ by the collect job can be as large. The gan job draws its real images from a
 Memory is the buffer plus one chunk per open shard, whatever the dataset's size
 (`FrameStream.resident_frames`, tested). Frames are preprocessed as they arrive:
 grayscale `[H, W]` or `[H, W, C]` → area-downsampled to `resolution` (OpenCV INTER_AREA's
-linear map, `palm_jax.envs.atari._area_weights`) → uint8 `[resolution, resolution, C]`.
+linear map, `palm_jax.envs.atari.area_weights`) → uint8 `[resolution, resolution, C]`.
 
 Specs: `framelog:<dir>` and `dqn_replay:<replay_logs dir>[:<first>-<last>]`.
 """
@@ -28,7 +28,7 @@ from typing import Iterator
 import numpy as np
 
 from palm_jax.data import dqn_replay
-from palm_jax.envs.atari import _area_weights
+from palm_jax.envs.atari import area_weights
 from palm_jax.runtime.errors import require
 
 STREAM_PREFIXES = ("framelog:", "dqn_replay:")
@@ -90,7 +90,7 @@ class Preprocess:
             f"area-resized to {resolution}x{resolution}; frames must be square and at least "
             "that size (config.resolution).")
     self.channels = frame_shape[2] if len(frame_shape) == 3 else 1
-    self.weights = None if resolution == h else _area_weights(h, resolution).astype(np.float32)
+    self.weights = None if resolution == h else area_weights(h, resolution).astype(np.float32)
 
   def __call__(self, frames: np.ndarray) -> np.ndarray:
     x = frames if frames.ndim == 4 else frames[..., None]

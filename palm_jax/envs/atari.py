@@ -65,7 +65,7 @@ def game_id(name: str) -> str:
                   f"{list(ATARI_100K_GAMES)} (or another ale-py ROM id).")
 
 
-def _area_weights(src: int, dst: int) -> np.ndarray:
+def area_weights(src: int, dst: int) -> np.ndarray:
   """[dst, src] overlap fractions: output pixel j averages source interval [j*s, (j+1)*s).
 
   This is OpenCV's INTER_AREA for shrinking by a non-integer factor s = src/dst: each
@@ -89,8 +89,8 @@ class AreaResize:
   """
 
   def __init__(self, height: int, width: int, size: int = SCREEN_SIZE):
-    self.rows = self._taps(_area_weights(height, size))  # (index [K, size], weight [K, size])
-    self.cols = self._taps(_area_weights(width, size))
+    self.rows = self._taps(area_weights(height, size))  # (index [K, size], weight [K, size])
+    self.cols = self._taps(area_weights(width, size))
 
   @staticmethod
   def _taps(w: np.ndarray):

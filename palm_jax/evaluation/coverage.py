@@ -19,7 +19,7 @@ on GPUs), clipped at 0; padded reference rows have ||r||^2 = +inf and never win.
 Feature spaces (`FEATURE_SPACES`), each named in the result:
   pixels     the raw image as a vector in [0, 1]^(H*W*3)
   inception  pytorch-fid's Inception-v3 pool3 (2048-d), the FID weights file
-             (`palm_jax.gan.metrics_fid.InceptionFeatures`; the paper's space)
+             (`palm_jax.evaluation.fid.InceptionFeatures`; the paper's space)
   encoder    a palm_jax ResNet: a run's checkpointed encoder or a random one
              (`palm_jax.evaluation.features`)
 """
@@ -163,7 +163,7 @@ def make_featurizer(space: str, *, inception_path: str = "", encoder=None,
     require(bool(inception_path), "config.features='inception' needs config.inception, the "
             "FID weights file (pytorch-fid's pt_inception-2015-12-05-6726825d.pth or its "
             ".npz); or use config.features=pixels or encoder.")
-    from palm_jax.gan import metrics_fid  # pylint: disable=g-import-not-at-top
+    from palm_jax.evaluation import fid as metrics_fid  # pylint: disable=g-import-not-at-top
     net = metrics_fid.InceptionFeatures(inception_path, batch_size=batch_size)
     return "inception", lambda x: net(x).astype(np.float32)
   from palm_jax.evaluation import features  # pylint: disable=g-import-not-at-top

@@ -177,7 +177,7 @@ def save_encoder_checkpoint(workdir: str, step: int, variables: Any,
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _encode(model: resnet.ResNet, variables: Any, images: jax.Array) -> jax.Array:
+def encode_batch(model: resnet.ResNet, variables: Any, images: jax.Array) -> jax.Array:
   """Eval-mode features `[B, F]` of uint8 `[B, H, W, 3]`; B sharded, variables replicated.
 
   The module is a static argument (linen modules hash by their fields), so equal
@@ -217,7 +217,7 @@ class FeatureExtractor:
       if batch.shape[0] < bs:
         pad = np.zeros((bs - batch.shape[0],) + batch.shape[1:], np.uint8)
         batch = np.concatenate([batch, pad])
-      outputs.append(_encode(self.encoder.model, self._variables,
+      outputs.append(encode_batch(self.encoder.model, self._variables,
                              sharding.host_to_global(batch[rows], self.mesh)))
     feats = (np.concatenate(sharding.to_host(outputs))[:n] if outputs
              else np.zeros((0, self.encoder.feature_dim), np.float32))

@@ -176,7 +176,7 @@ def export_generator(path: str, module: Generator, state: steps.GanState) -> str
 def _fid_metric(config, images):
   if not config.fid.inception:
     return None
-  from palm_jax.gan.metrics_fid import FidKid  # pylint: disable=g-import-not-at-top
+  from palm_jax.evaluation.fid import FidKid  # pylint: disable=g-import-not-at-top
   n = min(len(images), config.fid.num_real)
   return FidKid(config.fid.inception, images[:n], batch_size=config.fid.batch_size)
 

@@ -36,9 +36,8 @@ time), so converting official weights is a rename:
       mapping/w_avg [w_dim]                                   tracked mean of w
       synthesis/b{R}/conv{0,1}/noise_const [R, R]             the 'const' noise inputs
 
-The official `resample_filter` buffers are not variables: they follow from the config.
-Module level conditioning `c` is a float one-hot (or soft) label `[N, c_dim]`, exactly as in
-the official code; the `GeneratorHandle` convenience methods take integer labels.
+The official `resample_filter` buffers follow from the config. Conditioning `c` is a float
+one-hot (or soft) label `[N, c_dim]` as officially; `GeneratorHandle` takes integer labels.
 """
 from __future__ import annotations
 
@@ -54,8 +53,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from palm_jax.runtime.errors import require
-from palm_jax.models.stylegan2.ops import (_ACTIVATION_GAIN, _HIGHEST, MODULATIONS,
-                                           UP_IMPLS, _activate, choice_for_resolution,
+from palm_jax.models.stylegan2.ops import (ACTIVATION_GAIN, HIGHEST, MODULATIONS, UP_IMPLS,
+                                           activate, choice_for_resolution,
                                            modulated_conv2d, normalize_2nd_moment,
                                            upsample_2x)
 
@@ -162,8 +161,8 @@ class GeneratorConfig:
             f"z_dim + c_dim must be positive, found z_dim={self.z_dim}, c_dim={self.c_dim}.")
     require(self.num_layers >= 1, f"mapping num_layers must be >= 1, found {self.num_layers}.")
     for name in ("activation", "mapping_activation"):
-      require(getattr(self, name) in _ACTIVATION_GAIN, f"{name} {getattr(self, name)!r} is "
-              f"not supported; use one of {sorted(_ACTIVATION_GAIN)}.")
+      require(getattr(self, name) in ACTIVATION_GAIN, f"{name} {getattr(self, name)!r} is "
+              f"not supported; use one of {sorted(ACTIVATION_GAIN)}.")
     require(self.kernel_size % 2 == 1, f"kernel_size must be odd, found {self.kernel_size}.")
     if self.channels_dict is not None:
       missing = sorted(set(self.block_resolutions) - {res for res, _ in self.channels_dict})
@@ -217,8 +216,8 @@ class FullyConnected(nn.Module):
                         (self.features, in_features))
     bias = self.param("bias", nn.initializers.constant(self.bias_init), (self.features,))
     y = jnp.dot(x.astype(jnp.float32), (weight * (lr / math.sqrt(in_features))).T,
-                precision=_HIGHEST)
-    return _activate(y + bias * lr, self.activation)
+                precision=HIGHEST)
+    return activate(y + bias * lr, self.activation)
 
 
 class MappingNetwork(nn.Module):
@@ -295,7 +294,7 @@ class SynthesisLayer(nn.Module):
     k = cfg.kernel_size
     weight = self.param("weight", nn.initializers.normal(1.0),
                         (self.out_channels, in_channels, k, k))
-    precision = _HIGHEST if jnp.dtype(self.dtype) == jnp.float32 else None
+    precision = HIGHEST if jnp.dtype(self.dtype) == jnp.float32 else None
     y = modulated_conv2d(
         x, weight, styles, up=self.up, resample_filter=cfg.resample_filter,
         up_impl=choice_for_resolution(self.up_impl, r, UP_IMPLS, "up_impl"),
@@ -311,7 +310,7 @@ class SynthesisLayer(nn.Module):
         chex.assert_shape(random_noise, (n, r, r, 1))
         y = y + random_noise * strength
     bias = self.param("bias", nn.initializers.zeros, (self.out_channels,))
-    return _activate(y + bias, cfg.activation, clamp=cfg.conv_clamp).astype(self.dtype)
+    return activate(y + bias, cfg.activation, clamp=cfg.conv_clamp).astype(self.dtype)
 
 
 class ToRGB(nn.Module):
@@ -332,7 +331,7 @@ class ToRGB(nn.Module):
     weight = self.param("weight", nn.initializers.normal(1.0),
                         (cfg.img_channels, channels, 1, 1))
     per_sample = (styles[:, :, None] * weight[:, :, 0, 0].T[None]).astype(self.dtype)
-    precision = _HIGHEST if jnp.dtype(self.dtype) == jnp.float32 else None
+    precision = HIGHEST if jnp.dtype(self.dtype) == jnp.float32 else None
     y = jnp.einsum("nhwc,nco->nhwo", x, per_sample, precision=precision,
                    preferred_element_type=jnp.float32)
     bias = self.param("bias", nn.initializers.zeros, (cfg.img_channels,))
@@ -429,7 +428,7 @@ class Generator(nn.Module):
   """
   config: GeneratorConfig
   dtype: Any = jnp.float32
-  up_impl: str = "polyphase"          # see SynthesisLayer; `validate_impls` checks both
+  up_impl: str = "polyphase"          # see SynthesisLayer; `ops.validate_impls` checks both
   modulation: str = "activations"
 
   def setup(self):
@@ -449,9 +448,3 @@ class Generator(nn.Module):
     ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_w_avg)
     return self.synthesis(ws, noise_mode)
 
-
-def validate_impls(up_impl: str, modulation: str, field: str = "") -> None:
-  """`UserError` (before any tracing) when an implementation choice is not understood."""
-  for name, spec, choices in (("up_impl", up_impl, UP_IMPLS),
-                              ("modulation", modulation, MODULATIONS)):
-    choice_for_resolution(spec, 0, choices, f"{field}{name}")

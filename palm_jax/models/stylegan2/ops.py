@@ -23,8 +23,8 @@ UP_IMPLS = ("polyphase", "transpose")
 # demodulation into per-sample weights `[N, O, I, k, k]` and run one grouped conv with N
 # groups (official `fused_modconv=True`, what NVIDIA uses at inference).
 MODULATIONS = ("activations", "weights")
-_ACTIVATION_GAIN = {"linear": 1.0, "relu": math.sqrt(2.0), "lrelu": math.sqrt(2.0)}
-_HIGHEST = jax.lax.Precision.HIGHEST
+ACTIVATION_GAIN = {"linear": 1.0, "relu": math.sqrt(2.0), "lrelu": math.sqrt(2.0)}
+HIGHEST = jax.lax.Precision.HIGHEST
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
@@ -134,7 +134,7 @@ def up_conv_polyphase(x, weight, resample_filter=(1, 3, 3, 1), precision=None):
   c, lo, hi = _polyphase_taps(k, tuple(float(t) for t in resample_filter))
   t = c.shape[2]
   kernel = jnp.einsum("oiyx,yxabrs->abirso", weight.astype(jnp.float32),
-                      jnp.asarray(c, jnp.float32), precision=_HIGHEST)
+                      jnp.asarray(c, jnp.float32), precision=HIGHEST)
   kernel = kernel.reshape(t, t, i, 4 * o).astype(x.dtype)
   y = _conv(x, kernel, [(lo, hi), (lo, hi)], precision)
   return _depth_to_space(y, o)
@@ -169,7 +169,7 @@ def demodulation_coefficients(weight: jax.Array, styles: jax.Array) -> jax.Array
   coefficients of the style-scaled weight (SynthesisLayer applies no extra weight gain).
   """
   wsq = jnp.sum(jnp.square(weight.astype(jnp.float32)), axis=(2, 3))      # [O, I]
-  return jax.lax.rsqrt(jnp.dot(jnp.square(styles), wsq.T, precision=_HIGHEST) + 1e-8)
+  return jax.lax.rsqrt(jnp.dot(jnp.square(styles), wsq.T, precision=HIGHEST) + 1e-8)
 
 
 def _shared_weight_conv(x, weight, up, resample_filter, up_impl, precision):
@@ -227,13 +227,13 @@ def modulated_conv2d(x, weight, styles, *, demodulate=True, up=1, resample_filte
   return y
 
 
-def _activate(x, activation: str, gain: float = 1.0, clamp: float | None = None):
+def activate(x, activation: str, gain: float = 1.0, clamp: float | None = None):
   """Official `bias_act` after the bias: `clamp(act(x) · gain_act · gain, ±clamp·gain)`."""
   if activation == "lrelu":
     x = jnp.where(x >= 0, x, 0.2 * x)
   elif activation == "relu":
     x = jax.nn.relu(x)
-  total_gain = _ACTIVATION_GAIN[activation] * gain
+  total_gain = ACTIVATION_GAIN[activation] * gain
   if total_gain != 1.0:
     x = x * total_gain
   if clamp is not None:
@@ -244,3 +244,10 @@ def _activate(x, activation: str, gain: float = 1.0, clamp: float | None = None)
 def normalize_2nd_moment(x, eps=1e-8):
   """`x · rsqrt(mean(x², axis=1) + eps)` for `x [N, D]`."""
   return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=1, keepdims=True) + eps)
+
+
+def validate_impls(up_impl: str, modulation: str, field: str = "") -> None:
+  """`UserError` (before any tracing) when an implementation choice is not understood."""
+  for name, spec, choices in (("up_impl", up_impl, UP_IMPLS),
+                              ("modulation", modulation, MODULATIONS)):
+    choice_for_resolution(spec, 0, choices, f"{field}{name}")

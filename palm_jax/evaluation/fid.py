@@ -3,7 +3,7 @@
 The weights cannot be downloaded at run time: pass the pytorch-fid file
 `pt_inception-2015-12-05-6726825d.pth` (a PyTorch state dict; reading it needs torch) or a
 `.npz` with the same keys (`Conv2d_1a_3x3.conv.weight`, `Mixed_5b.branch1x1.bn.running_mean`,
-...; convert once with `python -m palm_jax.gan.metrics_fid in.pth out.npz`, then no torch is
+...; convert once with `python -m palm_jax.evaluation.fid in.pth out.npz`, then no torch is
 needed). The network is pytorch-fid's `InceptionV3` up to the 2048-d pool3 features:
 bilinear resize to 299x299 (align_corners=False), `2x - 1`, torchvision's stem and blocks
 with FIDInceptionA/C/E_1/E_2 (average pools exclude padding; the last block max-pools).
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -155,7 +154,7 @@ def _read_state_dict(path: str) -> dict[str, np.ndarray]:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise UserError(f"reading {path!r} needs PyTorch, which is not installed; convert it "
-                    "once to .npz with `python -m palm_jax.gan.metrics_fid IN.pth OUT.npz` "
+                    "once to .npz with `python -m palm_jax.evaluation.fid IN.pth OUT.npz` "
                     "on a machine that has torch.") from e
   sd = torch.load(path, map_location="cpu", weights_only=True)
   return {k: v.detach().cpu().numpy() for k, v in sd.items()}
@@ -273,9 +272,3 @@ def convert(src: str, dst: str) -> None:
   """Writes the arrays of a `.pth` state dict to `.npz` (keys unchanged)."""
   sd: dict[str, Any] = _read_state_dict(src)
   np.savez(dst, **{k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")})
-
-
-if __name__ == "__main__":
-  if len(sys.argv) != 3:
-    sys.exit("usage: python -m palm_jax.gan.metrics_fid IN.pth OUT.npz")
-  convert(sys.argv[1], sys.argv[2])

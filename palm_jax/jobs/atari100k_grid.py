@@ -1,12 +1,12 @@
 r"""The Atari 100k grid: every game × seed through the `atari100k` job, then `results.md`.
 
     # everything, one cell after another (resumable: finished cells are skipped)
-    python -m palm_jax.experiments.atari100k_grid --config=configs/atari/drq.py --workdir=/tmp/a100k
+    python -m palm_jax.jobs.atari100k_grid --config=configs/atari/drq.py --workdir=/tmp/a100k
     # one cell per task of a cluster job array (SLURM: --array=0-129 for 26 games × 5 seeds)
-    python -m palm_jax.experiments.atari100k_grid --config=configs/atari/drq.py --workdir=/tmp/a100k \
+    python -m palm_jax.jobs.atari100k_grid --config=configs/atari/drq.py --workdir=/tmp/a100k \
         --task_index=$SLURM_ARRAY_TASK_ID
     # then the table from whatever cells have finished
-    python -m palm_jax.experiments.atari100k_grid --config=configs/atari/drq.py --workdir=/tmp/a100k \
+    python -m palm_jax.jobs.atari100k_grid --config=configs/atari/drq.py --workdir=/tmp/a100k \
         --aggregate_only
 
 Cell `i` is game `i // seeds`, seed `i % seeds`, run in `WORKDIR/<game>/seed<seed>` with
