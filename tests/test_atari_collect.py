@@ -56,6 +56,24 @@ def test_collect_is_deterministic_and_resumes_exactly(full, tmp_path):
   assert len(FrameLog(str(frames_dir))) == 120
 
 
+def test_a_stop_signal_keeps_the_finished_shards_and_the_rerun_completes(full, tmp_path,
+                                                                         monkeypatch):
+  """SIGTERM/SIGINT between shards (runtime.host_loop): the shards done are written, the
+  job raises Preempted (exit status 3); the rerun collects the rest, byte for byte."""
+  from palm_jax.runtime import preemption
+  asked = iter([False, False, True])   # the signal arrives while shard 1 is collected
+  monkeypatch.setattr(preemption, "requested", lambda sync=True: next(asked, True))
+  config = _config(num_processes=1)
+  with pytest.raises(preemption.Preempted, match=r"after 2 of 3 shards: checkpoint saved at "
+                                                 r"2 complete shards .*rerun the same command"):
+    atari_collect.collect(config, str(tmp_path))
+  assert len(FrameLog(str(tmp_path / atari_collect.FRAMES_DIR))) == 80
+  monkeypatch.undo()
+  resumed = _all(atari_collect.collect(config, str(tmp_path)))
+  for k in full:
+    np.testing.assert_array_equal(resumed[k], full[k], err_msg=k)
+
+
 def test_collect_refuses_when_the_disk_is_too_small(tmp_path, monkeypatch):
   from palm_jax.runtime import files
   monkeypatch.setattr(files, "free_bytes", lambda d: 10_000)

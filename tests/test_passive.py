@@ -124,8 +124,8 @@ def test_passive_job_resumes_exactly_and_writes_the_palm_layout(tmp_path, monkey
 
   real = offline.ckpt_lib.checkpointers
 
-  def crash_after_first_save(workdir, cfg):
-    ckpt, snaps = real(workdir, cfg)
+  def crash_after_first_save(workdir, *args):
+    ckpt, snaps = real(workdir, *args)
     save = ckpt.save
 
     def save_then_crash(step, **kw):
@@ -154,3 +154,20 @@ def test_passive_job_resumes_exactly_and_writes_the_palm_layout(tmp_path, monkey
     palm_job.run(_config(log_dir, total_env_steps=64 * 40), str(tmp_path / "y"))[0]
   with pytest.raises(UserError, match="holds no frame log"):
     palm_job.run(_config(str(tmp_path / "nothing")), str(tmp_path / "z"))[0]
+
+
+def test_a_stop_signal_saves_a_passive_run_and_the_rerun_finishes(tmp_path, monkeypatch):
+  """SIGTERM/SIGINT in passive PALM: the chunk ends, a checkpoint is saved, Preempted."""
+  from palm_jax.runtime import preemption
+  log_dir = str(tmp_path / "run" / "experience")
+  _write_log(log_dir, num_envs=64, iterations=24, length=6, chunk=8)
+  config = _config(str(tmp_path / "run"), **{"checkpoint.every_chunks": 3})
+  asked = iter([False, True])   # the signal arrives during the second chunk
+  monkeypatch.setattr(preemption, "requested", lambda sync=True: next(asked, False))
+  workdir = str(tmp_path / "passive")
+  with pytest.raises(preemption.Preempted, match=r"after 2 chunks: checkpoint saved at env "
+                                                 r"step 1,024"):
+    palm_job.run(config, workdir)
+  assert os.listdir(checkpoint.checkpoint_dir(workdir)) == ["1024"]
+  palm_job.run(config, workdir)
+  assert checkpoint.restore_encoder(workdir)[0] == 64 * 24

@@ -8,6 +8,7 @@ import jax
 import numpy as np
 import pytest
 
+from palm_jax import main
 from palm_jax.jobs import palm as palm_job
 from palm_jax.palm import population
 from palm_jax.runtime import preemption
@@ -100,10 +101,16 @@ def test_member_equals_its_single_run_after_a_stop_and_resume(tmp_path, monkeypa
   assert [r["step"] for r in pop_rows] == [r["step"] for r in ref_rows] == [256, 512]
   np.testing.assert_allclose(pop_rows[-1]["simsiam/loss"], ref_rows[-1]["simsiam/loss"],
                              rtol=1e-3, atol=1e-5)
-  # A member's checkpoints guard its config, as a single run's do.
+  # A member's checkpoints guard its config, as a single run's do ...
   config.batch_size = 64
   with pytest.raises(UserError, match=r"members/seed0 holds a run with a different config"):
     palm_job.run(config, str(pop_dir))
+  # ... unless the caller allows the change: the argument `run_job` passes (no absl flag
+  # is parsed in-process) reaches every member's resume check.
+  changed = main.run_job(config, str(pop_dir), allow_config_change=True)
+  assert [r.workdir for r in changed] == [str(pop_dir / "members" / n) for n in ("seed0",
+                                                                                 "seed1")]
+  assert os.path.exists(member / "config_palm.1.json")   # the changed config, kept beside
 
 
 def test_the_accelerator_loop_traces_for_a_population():

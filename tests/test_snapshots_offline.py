@@ -15,7 +15,7 @@ import pytest
 from palm_jax.runtime import checkpoint
 from palm_jax.jobs import palm as palm_job
 from palm_jax.runtime.errors import UserError
-from palm_jax.evaluation import features, linear_eval
+from palm_jax.evaluation import features
 from palm_jax.palm import offline
 from palm_jax.representation import pairs
 
@@ -60,7 +60,7 @@ def test_palm_snapshots_outlive_rotation_and_exploration_metrics_are_logged(tmp_
   # A run cut short before its first rolling checkpoint still has its snapshots, and the
   # eval jobs take them (they refused with "holds no checkpoint" before).
   shutil.rmtree(checkpoint.checkpoint_dir(workdir))
-  assert linear_eval._has_checkpoint(workdir)  # pylint: disable=protected-access
+  assert checkpoint.has_encoder(workdir)
   assert features.load_encoder(workdir).step == 512
   rows = _rows(workdir)
   assert len(rows) == 3
@@ -114,3 +114,26 @@ def test_offline_pair_sources():
   np.testing.assert_array_equal(y1, y2)                         # one image, two views later
   assert offline.is_offline(_config(**{"simsiam.pairs": "real_aug"}))
   assert not offline.is_offline(_config())
+
+
+@pytest.mark.parametrize("pairs_source", ["real_aug", "real"])
+def test_a_stop_signal_saves_an_offline_run_and_the_rerun_finishes(tmp_path, shared_dir,
+                                                                  monkeypatch, pairs_source):
+  """SIGTERM/SIGINT in static PALM (pairs=real) or SimSiam on real images (real_aug): the
+  chunk ends, a checkpoint is saved, the job raises Preempted (palm_jax.main: exit status 3,
+  one line); the rerun resumes from it and finishes."""
+  from palm_jax.runtime import preemption
+  data = shared_dir / "data" / "cifar_subset" / "cifar10_test_partial.npz"
+  config = _config(**{"simsiam.pairs": pairs_source, "simsiam.real_data": f"npz:{data}",
+                      "checkpoint.every_chunks": 3, "generator": "does-not-exist.npz"})
+  asked = iter([True])   # the signal arrives during the first chunk
+  monkeypatch.setattr(preemption, "requested", lambda sync=True: next(asked, False))
+  workdir = str(tmp_path / pairs_source)
+  with pytest.raises(preemption.Preempted, match=r"after 1 chunks: checkpoint saved at env "
+                                                 r"step 512 in .*rerun the same command"):
+    palm_job.run(config, workdir)
+  assert os.listdir(checkpoint.checkpoint_dir(workdir)) == ["512"]
+  result = palm_job.run(config, workdir)[0]
+  assert np.isfinite(result.metrics["simsiam/loss"])
+  assert [r["step"] for r in _rows(workdir)] == [512, 1024, 1536]
+  assert checkpoint.restore_encoder(workdir)[0] == 1536

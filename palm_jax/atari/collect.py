@@ -42,6 +42,7 @@ import math
 import multiprocessing
 from concurrent import futures
 import os
+import signal
 import time
 from typing import Callable
 
@@ -50,6 +51,7 @@ from absl import logging
 
 from palm_jax.data import frame_log
 from palm_jax.envs import atari
+from palm_jax.runtime import host_loop
 from palm_jax.runtime.errors import require
 from palm_jax.runtime.metrics import Progress
 
@@ -147,6 +149,11 @@ def validate(config) -> None:
           "must be >= 0 (0 = every CPU core).")
 
 
+def _ignore_interrupts() -> None:
+  """Workers leave Ctrl-C to the main process, which stops between shards."""
+  signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def collect(config, workdir: str, policy: Policy | None = None) -> frame_log.FrameLog:
   """Collects (or completes) `config.total_frames` frames into WORKDIR/frames; returns it.
 
@@ -180,20 +187,35 @@ def collect(config, workdir: str, policy: Policy | None = None) -> frame_log.Fra
     writer.submit(shard, data.pop("frame"), **data)
     progress.update((len(done) + finished) * per_shard, timed=finished > 1)
 
-  try:
+  # SIGTERM/SIGINT: the shards finished so far are written (each shard is a unit: the
+  # rerun collects the rest, byte for byte as if never stopped), then the job stops.
+  with host_loop.HostLoop("collect") as loop:
+    loop.own(writer)
+    finished = 0
     if processes <= 1:
-      for j, s in enumerate(todo):
-        write(s, collect_shard(config, s, policy), j + 1)
+      for s in todo:
+        if loop.stop_requested():
+          break
+        finished += 1
+        write(s, collect_shard(config, s, policy), finished)
     else:
       # spawn: no forked JAX/XLA threads. An executor (not multiprocessing.Pool) fails
       # loudly when a worker dies instead of waiting for it forever.
       ctx = multiprocessing.get_context("spawn")
-      with futures.ProcessPoolExecutor(processes, mp_context=ctx) as pool:
-        jobs = [(config.to_dict(), s) for s in todo]
-        for j, (s, data) in enumerate(pool.map(_worker, jobs)):
-          write(s, data, j + 1)
-  finally:
-    writer.close()
+      with futures.ProcessPoolExecutor(processes, mp_context=ctx,
+                                       initializer=_ignore_interrupts) as pool:
+        pending = [pool.submit(_worker, (config.to_dict(), s)) for s in todo]
+        for future in pending:
+          if loop.stop_requested():
+            break
+          s, data = future.result()
+          finished += 1
+          write(s, data, finished)
+        for future in pending:
+          future.cancel()  # what has not started (running shards finish, unwritten)
+    if finished < len(todo):
+      loop.stop(f"{len(done) + finished} of {num_shards} shards",
+                f"{len(done) + finished} complete shards in {directory}")
   took = time.time() - start
   log = frame_log.FrameLog(directory)
   logging.info("collect: %d frames in %s (%.0f frames/s this run, %d processes)",

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from palm_jax.runtime import preemption, run_records as preflight, sharding
+from palm_jax.runtime import host_loop, run_records as preflight, sharding
 from palm_jax.runtime.checkpoint import Checkpointer, checkpoint_dir
 from palm_jax.data import frame_stream
 from palm_jax.runtime.errors import require
@@ -190,6 +190,46 @@ def _finished(workdir: str, out_path: str, total_steps: int) -> bool:
   return latest is not None and latest >= total_steps
 
 
+def _log(writer, progress, stats, state, step, batch, mesh, first_log, last, patience):
+  """One log row (losses, R1, D scores, s/kimg, ADA p, skipped steps); returns fresh stats.
+
+  Raises when the optimisers skipped `patience` NaN/Inf steps in a row."""
+  host = sharding.to_host({"stats": stats, "p": state.ada_p,
+                           "skipped": (steps.nonfinite_count(state.g_opt),
+                                       steps.nonfinite_count(state.d_opt)),
+                           "streak": (state.g_opt.notfinite_count,
+                                      state.d_opt.notfinite_count)})
+  t_last, step_last = last
+  sec_per_kimg = (time.time() - t_last) / max((step - step_last) * batch / 1000, 1e-9)
+  row = {k: s / n for k, (s, n) in host["stats"].items() if n > 0}
+  row.update(kimg=step * batch / 1000, augment_p=host["p"], sec_per_kimg=sec_per_kimg,
+             kimg_per_sec=1.0 / sec_per_kimg, skipped_g=host["skipped"][0],
+             skipped_d=host["skipped"][1])
+  writer.write_scalars(step, row)
+  progress.update(step * batch, timed=not first_log)
+  if max(host["streak"]) >= patience:
+    raise FloatingPointError(
+        f"the last {int(max(host['streak']))} optimiser steps had NaN/Inf gradients "
+        f"(step {step}); lower config.lr or raise config.r1_gamma, and rerun to resume "
+        "from the last good checkpoint.")
+  return jax.device_put(steps.empty_stats(), sharding.replicated(mesh))
+
+
+def _fid_sampler(config, module, state, c_dim):
+  """`sample(start, count) -> uint8 images` of G_ema for FID/KID (fixed latents/labels)."""
+  n = config.fid.num_gen
+  z = np.random.default_rng(config.seed + 1).standard_normal((n, config.z_dim))
+  lab = np.random.default_rng(config.seed + 2).integers(0, max(c_dim, 1), n)
+
+  def sample(start, count):
+    c = (np.eye(c_dim, dtype=np.float32)[lab[start:start + count]] if c_dim
+         else np.zeros((count, 0), np.float32))
+    img = _sampler(module)(state.g_ema_params, state.g_buffers,
+                           z[start:start + count].astype(np.float32), c)
+    return np.asarray(jnp.clip(img * 127.5 + 128, 0, 255).astype(jnp.uint8))
+  return sample
+
+
 def train_gan(config, workdir: str) -> str:
   """Trains (or resumes) the GAN of `config` in `workdir`; returns the exported G_ema path."""
   mesh = sharding.make_mesh(config.get("num_devices") or None)
@@ -279,60 +319,29 @@ def train_gan(config, workdir: str) -> str:
   first_log = True  # its interval includes compilation: kept out of the ETA
   if step < total_steps:
     logging.info("gan: compiling the training step...")
-  while step < total_steps:
-    if stream is not None:   # this step's reals: the next shuffled batch of the stream
-      d_images, d_labels = put(next(stream)), put(np.zeros(batch, np.int32))
-    state, stats = train_step(state, stats, d_images, d_labels, k_train)
-    step += 1
-    done = step == total_steps
-    if step % every["log"] == 0 or done:
-      host = sharding.to_host({"stats": stats, "p": state.ada_p,
-                               "skipped": (steps.nonfinite_count(state.g_opt),
-                                           steps.nonfinite_count(state.d_opt)),
-                               "streak": (state.g_opt.notfinite_count,
-                                          state.d_opt.notfinite_count)})
-      now = time.time()
-      sec_per_kimg = (now - t_last) / max((step - step_last) * batch / 1000, 1e-9)
-      t_last, step_last = now, step
-      row = {k: s / n for k, (s, n) in host["stats"].items() if n > 0}
-      row.update(kimg=step * batch / 1000, augment_p=host["p"],
-                 sec_per_kimg=sec_per_kimg, kimg_per_sec=1.0 / sec_per_kimg,
-                 skipped_g=host["skipped"][0], skipped_d=host["skipped"][1])
-      writer.write_scalars(step, row)
-      progress.update(step * batch, timed=not first_log)
-      first_log = False
-      stats = jax.device_put(steps.empty_stats(), sharding.replicated(mesh))
-      if max(host["streak"]) >= config.nan_patience:
-        ckpt.close()
-        raise FloatingPointError(
-            f"the last {int(max(host['streak']))} optimiser steps had NaN/Inf gradients "
-            f"(step {step}); lower config.lr or raise config.r1_gamma, and rerun to resume "
-            "from the last good checkpoint.")
-    if step % every["sample"] == 0 or done:
-      write_samples(step)
-    if fid is not None and (step % every["fid"] == 0 or done):
-      n = config.fid.num_gen
-      z = np.random.default_rng(config.seed + 1).standard_normal((n, config.z_dim))
-      lab = np.random.default_rng(config.seed + 2).integers(0, max(c_dim, 1), n)
-
-      def sample(start, count, z=z, lab=lab):
-        c = (np.eye(c_dim, dtype=np.float32)[lab[start:start + count]] if c_dim
-             else np.zeros((count, 0), np.float32))
-        img = _sampler(module)(state.g_ema_params, state.g_buffers,
-                               z[start:start + count].astype(np.float32), c)
-        return np.asarray(jnp.clip(img * 127.5 + 128, 0, 255).astype(jnp.uint8))
-      writer.write_scalars(step, fid(sample, n))
-    stop = preemption.requested()  # SIGTERM/SIGINT: save this step and stop (resumable)
-    if step % every["checkpoint"] == 0 or done or stop:
-      save(step)
-    if stop and not done:
-      ckpt.close()
-      writer.close()
-      raise preemption.stopped(f"{step * batch / 1000:.1f} kimg",
-                               f"step {step} in {ckpt.directory}")
-  if restored is not None and restored[0] >= total_steps:
-    export_generator(out_path, module, state)   # finished earlier, export missing: rewrite
-  ckpt.close()
-  writer.close()
+  with host_loop.HostLoop("gan", ckpt=ckpt) as loop:
+    loop.own(ckpt, writer)
+    while step < total_steps:
+      if stream is not None:   # this step's reals: the next shuffled batch of the stream
+        d_images, d_labels = put(next(stream)), put(np.zeros(batch, np.int32))
+      state, stats = train_step(state, stats, d_images, d_labels, k_train)
+      step += 1
+      done = step == total_steps
+      if host_loop.due(step, every["log"], last=done):
+        stats = _log(writer, progress, stats, state, step, batch, mesh, first_log,
+                     (t_last, step_last), config.nan_patience)
+        t_last, step_last, first_log = time.time(), step, False
+      if host_loop.due(step, every["sample"], last=done):
+        write_samples(step)
+      if fid is not None and host_loop.due(step, every["fid"], last=done):
+        writer.write_scalars(step, fid(_fid_sampler(config, module, state, c_dim),
+                                       config.fid.num_gen))
+      stop = loop.stop_requested()  # SIGTERM/SIGINT: save this step and stop (resumable)
+      if host_loop.due(step, every["checkpoint"], last=done) or stop:
+        save(step)
+      if stop and not done:
+        loop.stop(f"{step * batch / 1000:.1f} kimg", f"step {step} in {ckpt.directory}")
+    if restored is not None and restored[0] >= total_steps:
+      export_generator(out_path, module, state)  # finished earlier, export missing: rewrite
   logging.info("gan: done at %.1f kimg; generator at %s", step * batch / 1000, out_path)
   return out_path

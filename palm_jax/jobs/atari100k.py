@@ -42,7 +42,7 @@ import numpy as np
 from absl import logging
 
 from palm_jax.runtime import files
-from palm_jax.runtime import preemption, run_records as preflight
+from palm_jax.runtime import host_loop, run_records as preflight
 from palm_jax.agents import drq
 from palm_jax.atari import trainer as drq_loop
 from palm_jax.envs import atari
@@ -194,15 +194,17 @@ def run(config, workdir: str) -> dict:
         progress.update(int(saved.meta["steps"]), timed=False)
       return saved
 
-    result = drq_loop.train(env, network, agent, int(config.total_env_steps), config.seed,
-                            params=params, log_every=int(config.log_every), on_log=on_log,
-                            checkpoint_every=int(config.checkpoint_every), save=save,
-                            restore=restore_and_trim, stop_requested=preemption.requested)
-    ckpt.close()
-    if result.stopped:
-      writer.close()
-      raise preemption.stopped(f"{result.env_steps:,} agent steps of {game}",
-                               f"agent step {result.env_steps:,} in {ckpt.directory}")
+    with host_loop.HostLoop(game, ckpt=ckpt) as loop:
+      loop.own(ckpt)
+      result = drq_loop.train(env, network, agent, int(config.total_env_steps), config.seed,
+                              params=params, log_every=int(config.log_every),
+                              on_log=on_log, checkpoint_every=int(config.checkpoint_every),
+                              save=save, restore=restore_and_trim,
+                              stop_requested=loop.stop_requested)
+      if result.stopped:
+        loop.own(writer)
+        loop.stop(f"{result.env_steps:,} agent steps of {game}",
+                  f"agent step {result.env_steps:,} in {ckpt.directory}")
     params, epsilon = result.state.params, agent.epsilon_eval
   eval_env = atari.AtariVectorEnv(game, config.eval_num_envs, config.seed * 1000 + 500,
                                   **env_kwargs)

@@ -21,6 +21,7 @@ from absl import logging
 
 from palm_jax.evaluation import features, linear_eval
 from palm_jax.palm import budget, offline, programs, trainer, validate
+from palm_jax.palm.config import Cadence, Plan
 from palm_jax.representation import simsiam
 from palm_jax.runtime import checkpoint as ckpt_lib
 from palm_jax.runtime import run_records, sharding
@@ -62,16 +63,16 @@ def _train_offline(config, workdir: str) -> list[trainer.TrainResult]:
   """SimSiam on real images only (pairs real / real_aug) or on a run's experience log."""
   mesh = sharding.make_mesh()
   validate.validate(config, mesh)
-  plan = programs.Plan(config)
-  ckpt_lib.validate_snapshot_steps(config, plan.chunk * plan.env_steps_per_iteration,
-                                   plan.total_iterations * plan.env_steps_per_iteration)
+  plan, cadence = Plan(config), Cadence(config)
+  ckpt_lib.validate_snapshot_steps(cadence.snapshot_steps, plan.chunk_env_steps,
+                                   plan.total_env_steps)
   budget.log_budget(config, plan.total_iterations, plan.warmup_iterations)
   ss_cfg = programs.simsiam_config(config, plan.total_updates)
   from palm_jax.palm import passive  # pylint: disable=g-import-not-at-top
   loop = passive.train_passive if config.job == "passive" else offline.train_offline
   run_records.write_config(workdir, config.job, config)
-  ss_state, metrics = loop(config, workdir, plan, ss_cfg,
-                           meta_fn=lambda steps: programs.meta(config, ss_cfg, steps))
+  ss_state, metrics = loop(config, workdir, plan, cadence, ss_cfg,
+                           meta_fn=lambda steps: programs.meta(config, plan, ss_cfg, steps))
   return [trainer.TrainResult(ss_state, metrics, workdir, config)]
 
 
@@ -83,8 +84,8 @@ def run(config, workdir: str, *, allow_config_change: bool = False
     results = _train_offline(config, workdir)
   else:
     results = trainer.train(config, workdir, allow_config_change=allow_config_change)
-  plan = programs.Plan(config)
-  env_steps = plan.total_iterations * plan.env_steps_per_iteration
+  plan = Plan(config)
+  env_steps = plan.total_env_steps
   ss_cfg = programs.simsiam_config(config, plan.total_updates)
   mesh = sharding.make_mesh()
   out = []

@@ -86,24 +86,21 @@ def fields(action_dim: int) -> tuple:
   return ("iteration", "env", "episode", "t", "label", ("action", ACTION_DTYPE, (action_dim,)))
 
 
-def logged_envs(config) -> np.ndarray:
-  return np.arange(0, config.env.num_envs, every(config))
-
-
 class ExperienceLog:
   """Host side of the log: disk check at start, truncation on resume, one shard a chunk."""
 
-  def __init__(self, config, workdir: str, *, frame_shape, action_dim: int,
-               total_iterations: int, chunk: int):
+  def __init__(self, workdir: str, *, num_envs: int, every_k: int, episode_length: int,
+               frame_shape, action_dim: int, total_iterations: int, chunk: int):
     """Prints the log's size and refuses a disk that cannot hold it (call it before
-    anything compiles); `resume` then truncates to the run's restored iteration."""
+    anything compiles); `resume` then truncates to the run's restored iteration.
+    Environments 0, `every_k`, 2·`every_k`, ... of `num_envs` are logged."""
     self.directory = os.path.join(workdir, DIRECTORY)
-    self.envs = logged_envs(config)
-    self.episode_length = int(config.env.episode_length)
+    self.envs = np.arange(0, num_envs, every_k)
+    self.episode_length = int(episode_length)
     self.chunk = int(chunk)
     self._fields = fields(action_dim)
     self._writer = None
-    every_k, length = every(config), self.chunk
+    length = self.chunk
 
     def take(replay, t_end):
       """The newest `length` slots, environments 0, k, 2k, ...: `[length, n, ...]`."""
@@ -117,7 +114,7 @@ class ExperienceLog:
     size = frame_log.expected_bytes(total, frame_shape, fields=self._fields,
                                     num_shards=math.ceil(total_iterations / chunk))
     logging.info("Experience log: %s frames (%d of %d environments, %d iterations) ≈ %s in "
-                 "%s.", f"{total:,}", len(self.envs), config.env.num_envs, total_iterations,
+                 "%s.", f"{total:,}", len(self.envs), num_envs, total_iterations,
                  frame_log.format_bytes(size), self.directory)
     if jax.process_index() != 0:
       return

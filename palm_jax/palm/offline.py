@@ -108,10 +108,10 @@ def load_bank(config, mesh) -> pairs_lib.RealBank:
   return sharding.host_to_global(bank, mesh, sharded=False)
 
 
-def train_offline(config, workdir: str, plan, ss_cfg, *, meta_fn):
+def train_offline(config, workdir: str, plan, cadence, ss_cfg, *, meta_fn):
   """Runs (or resumes) offline SimSiam; returns `(ss_state, last host metrics)`.
 
-  `plan`: the run's `programs.Plan` (iterations, warm-up, chunk); `ss_cfg`: its
+  `plan`, `cadence`: the run's `palm.config.Plan` / `Cadence`; `ss_cfg`: its
   `SimSiamConfig` (schedule over `plan.total_updates`); `meta_fn(env_steps)` the
   checkpoint meta (`programs.meta`, so the layout is the PALM loop's own).
   """
@@ -123,12 +123,14 @@ def train_offline(config, workdir: str, plan, ss_cfg, *, meta_fn):
   logging.info("Offline SimSiam (pairs=%s): %d images, %d updates of %d.",
                config.simsiam.pairs, bank.images.shape[0], plan.total_updates,
                config.batch_size)
-  return run_updates(config, workdir, plan, ss_cfg, frame_shape=bank.images.shape[1:],
+  return run_updates(config, workdir, plan, cadence, ss_cfg,
+                     frame_shape=bank.images.shape[1:],
                      update=lambda ss_state, it, u, key: update(ss_state, bank, key),
                      meta_fn=meta_fn)
 
 
-def run_updates(config, workdir: str, plan, ss_cfg, *, frame_shape, update, meta_fn):
+def run_updates(config, workdir: str, plan, cadence, ss_cfg, *, frame_shape, update,
+                meta_fn):
   """The SimSiam-only host loop shared by offline and passive PALM (no env, SAC, replay).
 
   `update(ss_state, iteration, u, key) -> (ss_state, metrics)` is update `u` of PALM
@@ -147,7 +149,7 @@ def run_updates(config, workdir: str, plan, ss_cfg, *, frame_shape, update, meta
                  out_shardings=rep)
   # The same key split as the PALM loop's init, so both start from the same encoder.
   k_ss = jax.random.split(root, 4)[1]
-  ckpt, snaps = ckpt_lib.checkpointers(workdir, config)
+  ckpt, snaps = ckpt_lib.checkpointers(workdir, cadence.keep, cadence.snapshot_steps)
   restored = ckpt.restore(jax.eval_shape(init, k_ss))
   if restored is None:
     ss_state, iteration = init(k_ss), 0
@@ -186,10 +188,11 @@ def run_updates(config, workdir: str, plan, ss_cfg, *, frame_shape, update, meta
       encoder = simsiam.encoder_variables(ss_state)
       last = iteration >= plan.total_iterations
       stop = loop.stop_requested()
-      if host_loop.due(chunks_done, config.checkpoint.every_chunks, last=last) or stop:
+      if host_loop.due(chunks_done, cadence.checkpoint_every_chunks, last=last) or stop:
         ckpt.save(env_steps, state=ss_state, meta=meta_fn(env_steps), encoder=encoder)
         writer.flush()
-      if snaps is not None and ckpt_lib.snapshot_due(config, prev_steps, env_steps):
+      if snaps is not None and ckpt_lib.snapshot_due(cadence.snapshot_steps, prev_steps,
+                                                     env_steps):
         ckpt_lib.save_snapshot(snaps, env_steps, encoder, meta_fn(env_steps))
       if stop and not last:
         loop.stop(f"{chunks_done} chunks", f"env step {env_steps:,} in {ckpt.directory}")

@@ -127,7 +127,7 @@ class PairSampler:
     return self.a[pos], self.b[pos]
 
 
-def train_passive(config, workdir: str, plan, ss_cfg, *, meta_fn):
+def train_passive(config, workdir: str, plan, cadence, ss_cfg, *, meta_fn):
   """Runs (or resumes) passive PALM; returns `(ss_state, last host metrics)`."""
   mesh = sharding.make_mesh()
   sharding.check_divisible("batch_size", config.batch_size, mesh)
@@ -177,7 +177,7 @@ def train_passive(config, workdir: str, plan, ss_cfg, *, meta_fn):
                f"{sampler.num_pairs:,}", f"{len(log):,}", log.directory, plan.total_updates,
                config.batch_size)
   try:
-    return offline.run_updates(config, workdir, plan, ss_cfg, frame_shape=log.frame_shape,
+    return offline.run_updates(config, workdir, plan, cadence, ss_cfg, frame_shape=log.frame_shape,
                                update=update, meta_fn=meta_fn)
   finally:
     pool.shutdown(wait=True, cancel_futures=True)

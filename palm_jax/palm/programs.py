@@ -1,6 +1,6 @@
 """What a PALM run compiles and derives from its config: the plan, the programs, the meta.
 
-    plan = Plan(config)                       # iteration counts: chunk, warm-up, updates
+    plan = Plan(config)                       # palm.config: iteration counts, updates
     programs = build(config, mesh, gen, plan, members)   # env, jitted init and chunk inputs
 
 `build` makes one member's environment, step config, jitted `init` and shardings
@@ -12,7 +12,6 @@ and coverage build the same programs.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 import jax
@@ -23,7 +22,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 from palm_jax.agents import sac
 from palm_jax.envs import frame_stack_env, latent_env
 from palm_jax.envs.latent_env import EnvParams
-from palm_jax.palm import budget, exploration, replay as replay_lib, step as palm_step
+from palm_jax.palm import exploration, replay as replay_lib, step as palm_step
+from palm_jax.palm.config import Cadence, Plan
 from palm_jax.palm import validate
 from palm_jax.palm.dtypes import dtype as _dtype
 from palm_jax.palm.generator import render_options
@@ -32,21 +32,6 @@ from palm_jax.representation import simsiam
 from palm_jax.rewards import apt
 from palm_jax.runtime import sharding
 from palm_jax.runtime.errors import require
-
-
-class Plan:
-  """Iteration counts derived from the config (one iteration = one step of all envs)."""
-
-  def __init__(self, config):
-    n = config.env.num_envs
-    self.chunk = int(config.log.chunk_iterations)
-    iters = math.ceil(config.total_env_steps / n)
-    self.total_iterations = math.ceil(iters / self.chunk) * self.chunk
-    self.warmup_iterations = math.ceil(config.agent.warmup_env_steps / n)
-    self.updates_per_step = budget.updates_per_step(config)
-    self.total_updates = (max(self.total_iterations - self.warmup_iterations, 0)
-                          * self.updates_per_step)
-    self.env_steps_per_iteration = n
 
 
 def env_params_from(config) -> EnvParams:
@@ -190,21 +175,20 @@ def encoder_meta(ss_cfg) -> dict:
           "zero_init_residual": ss_cfg.zero_init_residual}
 
 
-def meta(config, ss_cfg, env_steps) -> dict:
-  iteration = int(env_steps // config.env.num_envs)
-  updates = max(iteration - math.ceil(config.agent.warmup_env_steps / config.env.num_envs),
-                0) * budget.updates_per_step(config)
+def meta(config, plan: Plan, ss_cfg, env_steps) -> dict:
+  """A checkpoint's `meta` item: the member's config, its step, the encoder's architecture
+  and how far its SimSiam schedule is."""
   # `lr_schedule`/`simsiam_total_updates` say what a snapshot is: under "cosine" a point of
   # one schedule of that many updates, under "constant" the same as a shorter run.
-  return {"job": config.get("job", "palm"), "config": config.to_dict(), "env_steps": int(env_steps),
-          "iteration": iteration, "encoder": encoder_meta(ss_cfg),
-          "simsiam_updates": updates, "simsiam_total_updates": ss_cfg.total_steps,
-          "lr_schedule": ss_cfg.schedule}
+  return {"job": config.get("job", "palm"), "config": config.to_dict(),
+          "env_steps": int(env_steps), "iteration": int(env_steps // config.env.num_envs),
+          "encoder": encoder_meta(ss_cfg), "simsiam_updates": plan.updates_at(env_steps),
+          "simsiam_total_updates": ss_cfg.total_steps, "lr_schedule": ss_cfg.schedule}
 
 
 def explore_fn(config, env, mesh):
   """The per-chunk exploration metrics (None when `config.log.explore_envs` is 0)."""
-  m = int(config.log.get("explore_envs", 0) or 0)
+  m = Cadence(config).explore_envs
   if m <= 0:
     return None
   sharding.check_divisible("log.explore_envs", m, mesh)

@@ -35,6 +35,7 @@ import numpy as np
 from absl import logging
 
 from palm_jax.palm import budget, experience_log, generator, population, programs
+from palm_jax.palm.config import Cadence, Plan
 from palm_jax.palm import step as palm_step, validate
 from palm_jax.representation import simsiam
 from palm_jax.runtime import checkpoint as ckpt_lib
@@ -94,10 +95,9 @@ class _Team:
     return self._take[which](tree, i) if self.batched else tree
 
 
-def _save(ckpt, env_steps, state, replay, config, ss_cfg, save_replay: bool) -> None:
-  ckpt.save(env_steps, state=state, meta=programs.meta(config, ss_cfg, env_steps),
-            encoder=simsiam.encoder_variables(state.simsiam),
-            replay=replay if save_replay else None)
+def _save(ckpt, env_steps, state, replay, meta: dict) -> None:
+  ckpt.save(env_steps, state=state, meta=meta,
+            encoder=simsiam.encoder_variables(state.simsiam), replay=replay)
 
 
 def _write_rollouts(workdir, writer, rollout_fn, state, gen_vars, env_params, env_steps):
@@ -113,9 +113,9 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
   """Runs (or resumes) the member(s) of `config` in `workdir`; one result per member."""
   mesh = sharding.make_mesh()
   validate.validate(config, mesh)
-  plan = programs.Plan(config)
-  ckpt_lib.validate_snapshot_steps(config, plan.chunk * plan.env_steps_per_iteration,
-                                   plan.total_iterations * plan.env_steps_per_iteration)
+  plan, cadence = Plan(config), Cadence(config)
+  ckpt_lib.validate_snapshot_steps(cadence.snapshot_steps, plan.chunk_env_steps,
+                                   plan.total_env_steps)
   budget.log_budget(config, plan.total_iterations, plan.warmup_iterations)
   team, gen, batched = _members(config, workdir, mesh)
   n = len(team)
@@ -134,14 +134,17 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
                plan.env_steps_per_iteration, f" for each of {n} members ("
                f"{', '.join(m.name for m in team)})" if batched else "")
 
-  save_replay = bool(config.checkpoint.save_replay)
-  ckpts = [ckpt_lib.checkpointers(m.workdir, m.config) for m in team]
+  save_replay = cadence.save_replay
+  ckpts = [ckpt_lib.checkpointers(m.workdir, cadence.keep, cadence.snapshot_steps)
+           for m in team]
   # Restore into shapes alone, so a resume never holds a fresh state and replay beside the
   # restored ones (the replay is gigabytes).
   abstract_state, abstract_replay = progs.abstract(gen_vars)
   exp_log = (experience_log.ExperienceLog(  # size printed, disk checked: nothing compiled yet
-      config, workdir, frame_shape=(env.obs_shape if config.env.get("frame_stack", 0) else
-                                    (gen.img_resolution, gen.img_resolution, 3)),
+      workdir, num_envs=config.env.num_envs, every_k=experience_log.every(config),
+      episode_length=config.env.episode_length,
+      frame_shape=(env.obs_shape if config.env.get("frame_stack", 0) else
+                   (gen.img_resolution, gen.img_resolution, 3)),
       action_dim=env.action_dim, total_iterations=plan.total_iterations, chunk=plan.chunk)
       if experience_log.enabled(config) and not batched else None)
   files.check_free_space(ckpts[0][0].directory, n * ckpt_lib.tree_bytes(
@@ -169,8 +172,7 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
     loop.own(exp_log)
     for w in writers:
       w.truncate_after(env_steps)
-    progress = metrics_lib.Progress(plan.total_iterations * plan.env_steps_per_iteration,
-                                    start=env_steps,
+    progress = metrics_lib.Progress(plan.total_env_steps, start=env_steps,
                                     unit="env steps" if n == 1 else "member env steps")
     if exp_log is not None:
       exp_log.resume(iteration)  # drop what was logged after the checkpoint
@@ -218,12 +220,12 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
                      metrics_lib.format_duration(compile_s))
       rate = progress.update(env_steps, timed=not first)["rate"]
       last = iteration >= plan.total_iterations
-      rollouts = config.log.rollout_every_chunks and host_loop.due(
-          chunks_done, config.log.rollout_every_chunks, last=last)
+      rollouts = cadence.rollout_every_chunks and host_loop.due(
+          chunks_done, cadence.rollout_every_chunks, last=last)
       stop = loop.stop_requested()
-      save = host_loop.due(chunks_done, config.checkpoint.every_chunks, last=last) or stop
-      snap = ckpts[0][1] is not None and ckpt_lib.snapshot_due(
-          config, env_steps - plan.chunk * plan.env_steps_per_iteration, env_steps)
+      save = host_loop.due(chunks_done, cadence.checkpoint_every_chunks, last=last) or stop
+      snap = ckpt_lib.snapshot_due(cadence.snapshot_steps,
+                                   env_steps - plan.chunk_env_steps, env_steps)
       if save and exp_log is not None:
         exp_log.before_checkpoint()  # the log never lags the checkpoint a rerun resumes from
       for i, (m, h, w, (ckpt, snaps)) in enumerate(zip(team, host, writers, ckpts)):
@@ -239,14 +241,14 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
         if rollouts:
           _write_rollouts(m.workdir, w, rollout_fn, member_state, gen_vars,
                           progs.member_params[i], env_steps)
+        meta = programs.meta(m.config, plan, ss_cfg, env_steps)
         if save:
           _save(ckpt, env_steps, member_state,
-                moves.take(1, replay, i) if save_replay else None, m.config, ss_cfg,
-                save_replay)
+                moves.take(1, replay, i) if save_replay else None, meta)
           w.flush()  # TensorBoard never lags the checkpoint a rerun resumes from
         if snap:
-          ckpt_lib.save_snapshot(snaps, env_steps, simsiam.encoder_variables(
-              member_state.simsiam), programs.meta(m.config, ss_cfg, env_steps))
+          ckpt_lib.save_snapshot(snaps, env_steps,
+                                 simsiam.encoder_variables(member_state.simsiam), meta)
       if stop and not last:
         loop.stop(f"{chunks_done} chunks", f"env step {env_steps:,} in "
                   f"{ckpts[0][0].directory}" if not batched else

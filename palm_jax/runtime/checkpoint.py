@@ -225,15 +225,9 @@ def snapshot_dir(workdir: str) -> str:
   return os.path.join(workdir, "snapshots")
 
 
-def snapshot_steps(config) -> tuple[int, ...]:
-  """`config.checkpoint.snapshot_steps` as sorted ints (empty when the field is absent)."""
-  steps = config.checkpoint.get("snapshot_steps", ()) or ()
-  return tuple(sorted({int(s) for s in steps}))
-
-
-def validate_snapshot_steps(config, steps_per_chunk: int, total_steps: int) -> None:
+def validate_snapshot_steps(snapshot_steps, steps_per_chunk: int, total_steps: int) -> None:
   """Snapshots are written at chunk ends, so each step must be one (checked before compiling)."""
-  for s in snapshot_steps(config):
+  for s in snapshot_steps:
     if s <= 0 or s % steps_per_chunk or s > total_steps:
       near = max(steps_per_chunk, round(s / steps_per_chunk) * steps_per_chunk)
       raise UserError(
@@ -242,16 +236,17 @@ def validate_snapshot_steps(config, steps_per_chunk: int, total_steps: int) -> N
           f"{steps_per_chunk:,} (e.g. {min(near, total_steps)}).")
 
 
-def snapshot_due(config, prev_steps: int, steps: int) -> bool:
+def snapshot_due(snapshot_steps, prev_steps: int, steps: int) -> bool:
   """Whether a snapshot step lies in `(prev_steps, steps]` (the chunk just run)."""
-  return any(prev_steps < s <= steps for s in snapshot_steps(config))
+  return any(prev_steps < s <= steps for s in snapshot_steps)
 
 
-def checkpointers(workdir: str, config) -> tuple[Checkpointer, Checkpointer | None]:
-  """The rolling manager (`checkpoint.keep`) and the snapshot one (None if none asked)."""
-  rolling = Checkpointer(checkpoint_dir(workdir), max_to_keep=config.checkpoint.keep)
+def checkpointers(workdir: str, keep: int, snapshot_steps=()
+                  ) -> tuple[Checkpointer, Checkpointer | None]:
+  """The rolling manager (`keep` checkpoints) and the snapshot one (None if no steps)."""
+  rolling = Checkpointer(checkpoint_dir(workdir), max_to_keep=keep)
   snaps = (Checkpointer(snapshot_dir(workdir), max_to_keep=None)
-           if snapshot_steps(config) else None)
+           if snapshot_steps else None)
   return rolling, snaps
 
 
