@@ -27,6 +27,7 @@ def main():
     jax.distributed.initialize(f"localhost:{port}", num_processes=n, process_id=pid,
                                shutdown_timeout_seconds=1200)
   import numpy as np  # pylint: disable=g-import-not-at-top
+
   from palm_jax.jobs import palm as palm_job  # pylint: disable=g-import-not-at-top
   from palm_jax.palm import trainer as train  # pylint: disable=g-import-not-at-top
   config = runpy.run_path(os.path.join(ROOT, "configs", "smoke.py"))["get_config"]()

@@ -5,10 +5,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from palm_jax.runtime.errors import UserError
 from palm_jax.rewards import apt
+from palm_jax.runtime.errors import UserError
 from palm_jax.runtime.sharding import make_mesh
 
 

@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("ale_py")
 
-from palm_jax.jobs import atari100k  # noqa: E402
 from palm_jax.experiments import atari100k_grid
+from palm_jax.jobs import atari100k  # noqa: E402
 from palm_jax.runtime.errors import UserError  # noqa: E402
 
 CONFIG = pathlib.Path(__file__).resolve().parents[1] / "configs" / "atari" / "drq.py"
@@ -45,8 +45,8 @@ def test_tiny_run_writes_a_score(uninterrupted):
 
 def test_a_stopped_run_resumes_exactly(uninterrupted, tmp_path, monkeypatch):
   """SIGTERM at agent step 25 (between checkpoints), rerun: same losses, same scores."""
-  from palm_jax.runtime import preemption  # pylint: disable=g-import-not-at-top
   from palm_jax.main import run_job  # pylint: disable=g-import-not-at-top
+  from palm_jax.runtime import preemption  # pylint: disable=g-import-not-at-top
   polls = []
 
   def requested(sync=True):  # pylint: disable=unused-argument

@@ -114,6 +114,7 @@ def test_frame_stream_over_dqn_replay(replay_dir):
 
 def test_gan_job_refuses_bad_stream_configs_before_compiling(tmp_path):
   import runpy
+
   from palm_jax.gan import train as gan_train
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   base = lambda: runpy.run_path(os.path.join(root, "configs", "atari", "gan.py"))[  # noqa: E731

@@ -7,7 +7,6 @@ pytest.importorskip("ale_py")
 from palm_jax.envs import atari  # noqa: E402
 from palm_jax.runtime.errors import UserError  # noqa: E402
 
-
 _ROWS, _COLS = atari.area_weights(210, 84), atari.area_weights(160, 84).T
 
 

@@ -86,9 +86,9 @@ def test_stacked_env_reset_and_step_match_numpy():
 def test_tiny_atari_palm_run_encoder_loads_into_drq(tmp_path):
   """configs/atari/palm.py:pong,tiny trains, and restore_encoder gives DrQ's torso."""
   from palm_jax.jobs import atari100k
-  from palm_jax.runtime import checkpoint
   from palm_jax.jobs import palm as palm_job
   from palm_jax.models.atari_encoder import atari_q_network
+  from palm_jax.runtime import checkpoint
   c = runpy.run_path(os.path.join(ROOT, "configs", "atari", "palm.py"))["get_config"](
       "pong,tiny")
   c.total_env_steps = 16 * 6          # one chunk: 4 warm-up iterations, then 2 with updates

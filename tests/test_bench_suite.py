@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from palm_jax import bench
-from palm_jax.runtime import sharding
-from palm_jax.palm import generator, programs
 from palm_jax.bench import palm as palm_bench
 from palm_jax.bench import suite
+from palm_jax.palm import generator, programs
+from palm_jax.runtime import sharding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -6,8 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax.palm import budget
 from palm_jax.envs.latent_env import ema_latent
+from palm_jax.palm import budget
 from palm_jax.runtime.errors import UserError
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"

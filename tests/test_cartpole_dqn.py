@@ -1,9 +1,9 @@
 """CartPole: dynamics against Gymnasium's equations in NumPy; DQN/DrQ's update learns it."""
+import env_cartpole as cartpole
 import numpy as np
 
 from palm_jax.agents import drq
 from palm_jax.atari import trainer as drq_loop
-import env_cartpole as cartpole
 from palm_jax.models.atari_encoder import DuelingHead, MLPEncoder, QNetwork
 
 

@@ -8,10 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import cas
 from palm_jax.main import run_job
 from palm_jax.models import stylegan2
+from palm_jax.runtime.errors import UserError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

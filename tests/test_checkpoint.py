@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax.runtime import checkpoint, files as files_lib, sharding
+from palm_jax.runtime import checkpoint, sharding
+from palm_jax.runtime import files as files_lib
 from palm_jax.runtime.errors import UserError
 
 

@@ -13,8 +13,8 @@ import jax
 import jax.monitoring
 import pytest
 
-from palm_jax.runtime import compile_cache
 from palm_jax import main
+from palm_jax.runtime import compile_cache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -6,10 +6,10 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import coverage
 from palm_jax.jobs import coverage as coverage_eval
 from palm_jax.palm import coverage_sources
+from palm_jax.runtime.errors import UserError
 
 
 def _brute_force(queries, refs):
@@ -103,8 +103,9 @@ def _tiny_palm_run(workdir):
   """A PALM run directory (config_palm.json + one checkpoint of the initial state)."""
   import pathlib
   import runpy
-  from palm_jax.runtime import checkpoint, sharding
+
   from palm_jax.palm import generator, programs
+  from palm_jax.runtime import checkpoint, sharding
   path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "smoke.py"
   c = runpy.run_path(str(path))["get_config"]()
   c.env.num_envs, c.batch_size, c.reward.k = 8, 8, 2

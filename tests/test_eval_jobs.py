@@ -15,10 +15,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import features, linear_eval
 from palm_jax.main import run_job
 from palm_jax.models import resnet
+from palm_jax.runtime.errors import UserError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TINY = {"stage_sizes": [1, 1], "width": 8}

@@ -7,8 +7,8 @@ import runpy
 
 import pytest
 
-from palm_jax.runtime import files
 from palm_jax.jobs import palm as palm_job
+from palm_jax.runtime import files
 from palm_jax.runtime.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -15,9 +15,16 @@ import numpy as np
 import pytest
 
 from palm_jax import main
+from palm_jax.experiments import (
+  aggregate,
+  cluster,
+  intervals,
+  plots,
+  runner,
+  spec,
+  sweep,
+)
 from palm_jax.runtime.errors import UserError
-from palm_jax.experiments import (aggregate, cluster, intervals, plots, runner, spec,
-                                  sweep)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

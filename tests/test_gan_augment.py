@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax.runtime.errors import UserError
 from palm_jax.gan import augment as A
+from palm_jax.runtime.errors import UserError
 
 IMGS = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (16, 8, 8, 3)), jnp.float32)
 

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax.runtime.errors import UserError
 from palm_jax.models import discriminator as dm
+from palm_jax.runtime.errors import UserError
 
 F2 = np.outer(dm.FIR_1D, dm.FIR_1D)
 

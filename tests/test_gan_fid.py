@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import fid as metrics_fid
+from palm_jax.runtime.errors import UserError
 
 SCALE = 1 / 16
 

@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax.runtime.errors import UserError
 from palm_jax.gan import steps, train
 from palm_jax.main import run_job
 from palm_jax.models.stylegan2.weights import load_generator
+from palm_jax.runtime.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BATCH = 8

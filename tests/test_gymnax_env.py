@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from palm_jax.envs import gymnasium_env, gymnax_env
-from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import features
 from palm_jax.models import procedural
 from palm_jax.rewards import apt
+from palm_jax.runtime.errors import UserError
 
 RES, CLASSES, LENGTH = 8, 4, 4
 

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
+from palm_jax.evaluation import cv_probe, knn_classifier
+from palm_jax.evaluation import linear_probe as lp
 from palm_jax.runtime import sharding
 from palm_jax.runtime.errors import UserError
-from palm_jax.evaluation import cv_probe, knn_classifier, linear_probe as lp
 
 
 def _blobs(seed, n, num_classes=4, dim=12, spread=1.0):

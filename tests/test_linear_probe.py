@@ -3,9 +3,8 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import linear_probe as lp
-
+from palm_jax.runtime.errors import UserError
 
 GRID = (1e-4, 1e-2, 10.0)
 

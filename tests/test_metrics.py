@@ -62,6 +62,7 @@ def test_check_divisible_names_value_and_fix():
 def _events(path):
   """Events of one TensorBoard file (TFRecord: u64 length, u32 crc, data, u32 crc)."""
   import struct
+
   from tensorboardX.proto import event_pb2
   out, data = [], open(path, "rb").read()
   while data:

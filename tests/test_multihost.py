@@ -77,6 +77,7 @@ class _Recorded:
 def test_start_together_compiles_then_waits_for_every_process_once_per_signature(
     monkeypatch):
   import jax  # pylint: disable=g-import-not-at-top
+
   from palm_jax.runtime import sharding  # pylint: disable=g-import-not-at-top
   plain = jax.jit(lambda x: x * 2)
   assert sharding.start_together(plain, "one process") is plain  # untouched

@@ -3,9 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import ood, roc_plot
 from palm_jax.evaluation.linear_probe import LinearProbe
+from palm_jax.runtime.errors import UserError
 
 
 def _probe(rng, dim=6, num_classes=3):

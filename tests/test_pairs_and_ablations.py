@@ -7,11 +7,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax.jobs import palm as palm_job
 from palm_jax.envs.latent_env import EnvParams, LatentEnv
-from palm_jax.runtime.errors import UserError
+from palm_jax.jobs import palm as palm_job
 from palm_jax.models import stylegan2
 from palm_jax.representation import pairs
+from palm_jax.runtime.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -12,11 +12,11 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax.runtime import checkpoint
 from palm_jax import main
+from palm_jax.data import frame_log
 from palm_jax.jobs import palm as palm_job
 from palm_jax.palm import trainer as train
-from palm_jax.data import frame_log
+from palm_jax.runtime import checkpoint
 from palm_jax.runtime.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

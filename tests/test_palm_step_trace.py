@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palm_jax.palm import generator, programs, replay, step as palm_step
+from palm_jax.palm import generator, programs, replay
+from palm_jax.palm import step as palm_step
 from palm_jax.runtime import sharding
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -7,13 +7,12 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax.runtime import checkpoint
-from palm_jax.jobs import palm as palm_job
-from palm_jax.palm import experience_log
 from palm_jax.data import frame_log
-from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import features
-from palm_jax.palm import offline, passive
+from palm_jax.jobs import palm as palm_job
+from palm_jax.palm import experience_log, offline, passive
+from palm_jax.runtime import checkpoint
+from palm_jax.runtime.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -4,12 +4,11 @@ The reference below is written from Gymnasium's `gymnasium/envs/classic_control/
 (`PendulumEnv.step`, `reset`, `_get_obs`, `angle_normalize`) plus `TimeLimit(200)`; it runs
 in float64 like Gymnasium's state, while the JAX environment computes in float32.
 """
+import env_pendulum as pendulum
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-import env_pendulum as pendulum
 
 
 def np_angle_normalize(x):

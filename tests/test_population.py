@@ -116,7 +116,8 @@ def test_member_equals_its_single_run_after_a_stop_and_resume(tmp_path, monkeypa
 def test_the_accelerator_loop_traces_for_a_population():
   """The `scan` chunk (accelerators' loop) over a member axis: traced, not compiled (the
   host loop's population runs in the test above)."""
-  from palm_jax.palm import generator, programs, step as palm_step  # pylint: disable=g-import-not-at-top
+  from palm_jax.palm import generator, programs  # pylint: disable=g-import-not-at-top
+  from palm_jax.palm import step as palm_step
   from palm_jax.runtime import sharding
   config = _config()
   config.population.seeds = (0, 1, 2)

@@ -16,9 +16,9 @@ import zipfile
 import numpy as np
 import pytest
 
+from palm_jax.main import run_job
 from palm_jax.runtime import run_records as preflight
 from palm_jax.runtime.errors import UserError
-from palm_jax.main import run_job
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,10 +8,10 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax.runtime import sharding
 from palm_jax.envs.latent_env import EnvParams, LatentEnv, generator_info
-from palm_jax.runtime.errors import UserError
 from palm_jax.models.stylegan2 import init_generator
+from palm_jax.runtime import sharding
+from palm_jax.runtime.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -56,9 +56,10 @@ def test_chunked_reset_and_step_equal_unchunked_bit_for_bit(gen):
 
 
 def test_render_chunk_config_is_checked_before_compiling():
-  from palm_jax.palm import validate
-  import runpy
   import os
+  import runpy
+
+  from palm_jax.palm import validate
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   config = runpy.run_path(os.path.join(root, "configs", "smoke.py"))["get_config"]()
   config.env.render_chunk = 12                        # does not divide 64 envs

@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from palm_jax.jobs import palm as palm_job
 from palm_jax.envs import latent_env, renderer
-from palm_jax.runtime.errors import UserError
+from palm_jax.jobs import palm as palm_job
 from palm_jax.models import procedural, stylegan2
+from palm_jax.runtime.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

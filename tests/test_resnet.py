@@ -4,9 +4,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from palm_jax.models import resnet
 from palm_jax.runtime import images as host_images
 from palm_jax.runtime.errors import UserError
-from palm_jax.models import resnet
 
 
 def test_resnet18_exact_parameter_count_and_feature_shape():

@@ -10,6 +10,7 @@ import math
 import time
 
 import chex
+import env_pendulum as pendulum
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,7 +18,6 @@ import pytest
 from flax import struct
 
 from palm_jax.agents import sac
-import env_pendulum as pendulum
 from palm_jax.runtime.errors import UserError
 
 # Every unit test shares these sizes and one config, so `init`/`update` compile once each.

@@ -5,11 +5,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from palm_jax.runtime.errors import UserError
 from palm_jax.models.resnet import images_to_float
 from palm_jax.representation import simsiam as ss
+from palm_jax.runtime.errors import UserError
 from palm_jax.runtime.sharding import make_mesh
 
 TINY = dict(stage_sizes=(1, 1), width=8, proj_hidden_dim=32, proj_dim=32, pred_hidden_dim=8,

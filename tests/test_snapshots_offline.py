@@ -12,12 +12,12 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax.runtime import checkpoint
-from palm_jax.jobs import palm as palm_job
-from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import features
+from palm_jax.jobs import palm as palm_job
 from palm_jax.palm import offline
 from palm_jax.representation import pairs
+from palm_jax.runtime import checkpoint
+from palm_jax.runtime.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

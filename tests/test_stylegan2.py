@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from palm_jax import bench
-from palm_jax.runtime.errors import UserError
 from palm_jax.models import stylegan2 as sg
+from palm_jax.runtime.errors import UserError
 
 torch = pytest.importorskip("torch")
 

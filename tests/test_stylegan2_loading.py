@@ -9,9 +9,9 @@ import jax
 import numpy as np
 import pytest
 
-from palm_jax.runtime.errors import UserError
 from palm_jax.models import stylegan2 as sg
 from palm_jax.models.stylegan2 import weights as sw
+from palm_jax.runtime.errors import UserError
 
 torch = pytest.importorskip("torch")
 

@@ -40,10 +40,10 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-from concurrent import futures
 import os
 import signal
 import time
+from concurrent import futures
 from typing import Callable
 
 import numpy as np

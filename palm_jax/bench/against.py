@@ -39,6 +39,7 @@ def load_nvidia_generator_class(path: str):
 def nvidia_twin(path: str, gen, num_fp16_res: int = 0, device: str = "cpu"):
   """NVIDIA's generator with `gen`'s architecture and weights (eval mode, no grads)."""
   import torch  # pylint: disable=import-outside-toplevel
+
   from palm_jax.models.stylegan2 import variables_to_state  # pylint: disable=import-outside-toplevel
   generator_cls = load_nvidia_generator_class(path)
   kwargs = gen.config.to_kwargs()

@@ -11,8 +11,8 @@ import dataclasses
 import sys
 from typing import Any, Callable
 
-from palm_jax.runtime import files
 from palm_jax.bench import features, frame_log, gan, generator, palm, suite
+from palm_jax.runtime import files
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,8 +34,8 @@ def measure_features(*, train: int = 50_000, test: int = 10_000, batch_size: int
                      dtype: str = "bfloat16", width: int = 64, stage_sizes=(2, 2, 2, 2),
                      max_iter: int = 1000, num_classes: int = 10) -> dict:
   """One row: feature seconds per split, images/s, probe seconds, compile, memory."""
-  from palm_jax.runtime import sharding  # pylint: disable=import-outside-toplevel
   from palm_jax.evaluation import features, linear_probe  # pylint: disable=import-outside-toplevel
+  from palm_jax.runtime import sharding  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(0)
   images = {s: rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
             for s, n in (("train", train), ("test", test))}

@@ -36,6 +36,7 @@ def measure(num_frames: int = 8192, frame_shape=(32, 32, 3), directory: str | No
   """
   import tempfile  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
+
   from array_record.python import array_record_module as arm  # pylint: disable=g-import-not-at-top
   directory = directory or tempfile.mkdtemp(prefix="frame_log_bench_")
   rng = np.random.default_rng(0)

@@ -36,8 +36,9 @@ def gan_config(path: str, overrides=(), images: int = 2048):
 
 def measure_gan(config, *, steps: int = 20) -> dict:
   """One row: s/kimg, ms/step, compile seconds, XLA's memory plan of the step; or oom."""
+  from palm_jax.gan import steps as gan_steps  # pylint: disable=import-outside-toplevel
+  from palm_jax.gan import train as gan_train
   from palm_jax.runtime import sharding  # pylint: disable=import-outside-toplevel
-  from palm_jax.gan import steps as gan_steps, train as gan_train  # pylint: disable=import-outside-toplevel
   mesh = sharding.make_mesh(config.get("num_devices") or None)
   gan_train.validate(config, mesh)
   images, labels, c_dim = gan_train.load_training_data(config)

@@ -98,7 +98,8 @@ def measure_palm(config, *, chunks: int = 3, repeats: int = 5, members: int = 0)
   `members > 0`: a population of that many seeds in one vmapped chunk
   (palm_jax/palm/population.py); env steps/s then counts every member's steps, and the
   breakdown parts (one member's programs) are not timed."""
-  from palm_jax.palm import generator, population, programs, step as palm_step, validate  # pylint: disable=import-outside-toplevel
+  from palm_jax.palm import generator, population, programs, validate  # pylint: disable=import-outside-toplevel
+  from palm_jax.palm import step as palm_step
   from palm_jax.runtime import sharding
   n = config.env.num_envs
   mesh = sharding.make_mesh()

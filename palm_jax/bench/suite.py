@@ -39,12 +39,12 @@ from typing import Any, Callable
 
 import jax
 
-from palm_jax.runtime import files
 from palm_jax.bench import features as features_bench
 from palm_jax.bench import gan as gan_bench
 from palm_jax.bench import generator as generator_bench
 from palm_jax.bench import palm as palm_bench
 from palm_jax.bench import timing
+from palm_jax.runtime import files
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CANDIDATES = [("polyphase", "activations"), ("transpose", "activations"),

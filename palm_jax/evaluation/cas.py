@@ -35,9 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from palm_jax.evaluation import linear_probe
 from palm_jax.runtime import images as images_lib
 from palm_jax.runtime.errors import require
-from palm_jax.evaluation import linear_probe
 
 CLASSIFIERS = ("linear", "cnn")
 

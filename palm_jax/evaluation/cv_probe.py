@@ -36,9 +36,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from palm_jax.evaluation import knn_classifier, linear_probe
 from palm_jax.runtime import sharding
 from palm_jax.runtime.errors import require
-from palm_jax.evaluation import knn_classifier, linear_probe
 
 
 def stratified_fold_ids(labels: np.ndarray, folds: int, repeats: int, seed: int

@@ -27,9 +27,9 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh
 
+from palm_jax.models import resnet
 from palm_jax.runtime import checkpoint, sharding
 from palm_jax.runtime.errors import require
-from palm_jax.models import resnet
 
 ENCODER_INITS = ("checkpoint", "random")
 _RESNET_FIELDS = ("stage_sizes", "width", "zero_init_residual")

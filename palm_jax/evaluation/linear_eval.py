@@ -36,12 +36,11 @@ import numpy as np
 from absl import logging
 from jax.sharding import Mesh
 
-from palm_jax.runtime import files
-from palm_jax.runtime import sharding
 from palm_jax.data import Dataset, load_dataset
-from palm_jax.runtime.errors import require
-from palm_jax.evaluation import features as features_lib
 from palm_jax.evaluation import cv_probe, knn_classifier, linear_probe
+from palm_jax.evaluation import features as features_lib
+from palm_jax.runtime import files, sharding
+from palm_jax.runtime.errors import require
 from palm_jax.runtime.metrics import MetricWriter
 
 RESULT_FILE = "linear_eval.json"
@@ -72,16 +71,6 @@ def load_split(spec: str | Dataset, data: Mapping[str, Any] | None = None, *, se
                       limit=int(data.get("limit", 0)) or None, seed=seed,
                       data_dir=data.get("tfds_data_dir") or None,
                       download=bool(data.get("download", True)))
-
-
-def encoder_from_config(config, workdir: str) -> features_lib.Encoder:
-  """The job's encoder: `config.encoder_init`, `config.step` (-1 = latest), `config.encoder`."""
-  step = int(config.get("step", -1))
-  return features_lib.load_encoder(
-      workdir, step=None if step < 0 else step, init=config.get("encoder_init", "checkpoint"),
-      kwargs=dict(config.get("encoder", {}) or {}), seed=int(config.get("seed", 0)),
-      image_size=int(config.data.get("image_size", 32) or 32),
-      dtype=config.get("dtype", "float32"))
 
 
 def probe_settings(probe: Mapping[str, Any] | None) -> dict:

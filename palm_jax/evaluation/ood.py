@@ -21,10 +21,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from palm_jax.runtime import sharding
-from palm_jax.runtime.errors import require
 from palm_jax.evaluation import auroc as auroc_lib
 from palm_jax.evaluation.linear_probe import LinearProbe, probe_logits
+from palm_jax.runtime import sharding
+from palm_jax.runtime.errors import require
 
 SCORES = ("msp", "knn")
 

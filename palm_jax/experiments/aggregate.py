@@ -51,8 +51,9 @@ import math
 import os
 from typing import Sequence
 
+from palm_jax.experiments import intervals, runner
+from palm_jax.experiments import spec as spec_lib
 from palm_jax.runtime.errors import require
-from palm_jax.experiments import intervals, runner, spec as spec_lib
 
 # metrics.jsonl key → results metric (family "train"), averaged over the last fifth.
 TRAIN_METRICS = (("explore/apt_gain", "train/apt_gain"),

@@ -20,10 +20,10 @@ import math
 import os
 from typing import Sequence
 
-from palm_jax.runtime.errors import require
 from palm_jax.experiments import aggregate as aggregate_lib
 from palm_jax.experiments import intervals
 from palm_jax.experiments import spec as spec_lib
+from palm_jax.runtime.errors import require
 
 KINDS = ("bar", "heatmap", "curve")
 

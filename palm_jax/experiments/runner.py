@@ -37,9 +37,9 @@ from typing import Callable, Sequence
 
 from absl import logging
 
+from palm_jax.experiments import spec as spec_lib
 from palm_jax.runtime import files
 from palm_jax.runtime.errors import UserError, require
-from palm_jax.experiments import spec as spec_lib
 
 DONE_FILE = "DONE"
 STATUS_FILE = "status.json"

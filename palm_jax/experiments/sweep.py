@@ -29,10 +29,11 @@ import os
 
 import jax
 
+from palm_jax.experiments import aggregate as aggregate_lib
+from palm_jax.experiments import cluster, runner
+from palm_jax.experiments import spec as spec_lib
 from palm_jax.runtime import files
 from palm_jax.runtime.errors import require
-from palm_jax.experiments import aggregate as aggregate_lib
-from palm_jax.experiments import cluster, runner, spec as spec_lib
 
 MODES = ("local", "expand", "slurm", "tpu", "aggregate")
 

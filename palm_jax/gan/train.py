@@ -20,17 +20,22 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from palm_jax.runtime import host_loop, run_records as preflight, sharding
-from palm_jax.runtime.checkpoint import Checkpointer, checkpoint_dir
 from palm_jax.data import frame_stream
-from palm_jax.runtime.errors import require
 from palm_jax.gan import augment as aug
 from palm_jax.gan import steps
+from palm_jax.models.discriminator import Discriminator
+from palm_jax.models.stylegan2 import (
+  Generator,
+  GeneratorHandle,
+  init_generator,
+  save_generator_npz,
+)
+from palm_jax.runtime import host_loop, sharding
+from palm_jax.runtime import run_records as preflight
+from palm_jax.runtime.checkpoint import Checkpointer, checkpoint_dir
+from palm_jax.runtime.errors import require
 from palm_jax.runtime.images import make_grid, save_png
 from palm_jax.runtime.metrics import MetricWriter, Progress
-from palm_jax.models.discriminator import Discriminator
-from palm_jax.models.stylegan2 import Generator, GeneratorHandle, init_generator
-from palm_jax.models.stylegan2 import save_generator_npz
 
 GENERATOR_FILE = "generator.npz"
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}

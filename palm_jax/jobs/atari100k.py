@@ -41,15 +41,15 @@ import jax
 import numpy as np
 from absl import logging
 
-from palm_jax.runtime import files
-from palm_jax.runtime import host_loop, run_records as preflight
 from palm_jax.agents import drq
 from palm_jax.atari import trainer as drq_loop
 from palm_jax.envs import atari
-from palm_jax.runtime.errors import UserError
 from palm_jax.evaluation import atari_scores
-from palm_jax.runtime.metrics import MetricWriter, Progress
 from palm_jax.models.atari_encoder import atari_q_network
+from palm_jax.runtime import files, host_loop
+from palm_jax.runtime import run_records as preflight
+from palm_jax.runtime.errors import UserError
+from palm_jax.runtime.metrics import MetricWriter, Progress
 
 ENCODER_INITS = ("random", "palm")
 POLICIES = ("drq", "random")

@@ -17,11 +17,11 @@ import time
 
 import jax
 
-from palm_jax.runtime import files
-from palm_jax.runtime import images, run_records as preflight
-from palm_jax.runtime.errors import require
 from palm_jax.evaluation import cas, linear_eval
 from palm_jax.models import stylegan2
+from palm_jax.runtime import files, images
+from palm_jax.runtime import run_records as preflight
+from palm_jax.runtime.errors import require
 
 
 def run(config, workdir: str) -> None:

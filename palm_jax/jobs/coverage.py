@@ -26,12 +26,12 @@ import jax
 import numpy as np
 from absl import logging
 
-from palm_jax.runtime import files
-from palm_jax.runtime import images, sharding
 from palm_jax.data import parse_spec
-from palm_jax.runtime.errors import UserError, require
 from palm_jax.evaluation import coverage, linear_eval
+from palm_jax.jobs import linear_eval as linear_eval_job
 from palm_jax.palm import coverage_sources
+from palm_jax.runtime import files, images, sharding
+from palm_jax.runtime.errors import UserError, require
 from palm_jax.runtime.metrics import MetricWriter
 
 
@@ -130,7 +130,7 @@ def run(config, workdir: str) -> None:
     meta[name]["image_seconds"] = round(time.time() - t, 3)
   image_seconds = time.time() - t0
 
-  encoder = (linear_eval.encoder_from_config(config, config.encoder_run or run_dir)
+  encoder = (linear_eval_job.encoder_from_config(config, config.encoder_run or run_dir)
              if config.features == "encoder" else None)
   space, featurize = coverage.make_featurizer(
       config.features, inception_path=config.inception, encoder=encoder,

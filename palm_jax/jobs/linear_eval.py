@@ -15,11 +15,27 @@ from __future__ import annotations
 import jax
 from absl import logging
 
-from palm_jax.evaluation.linear_eval import (check_labelled, describe, describe_knn_cv,
-                                             encoder_from_config, evaluate_linear,
-                                             load_split, write_result)
+from palm_jax.evaluation import features as features_lib
+from palm_jax.evaluation.linear_eval import (
+  check_labelled,
+  describe,
+  describe_knn_cv,
+  evaluate_linear,
+  load_split,
+  write_result,
+)
 from palm_jax.runtime import checkpoint, sharding
 from palm_jax.runtime.errors import require
+
+
+def encoder_from_config(config, workdir: str) -> features_lib.Encoder:
+  """The job's encoder: `config.encoder_init`, `config.step` (-1 = latest), `config.encoder`."""
+  step = int(config.get("step", -1))
+  return features_lib.load_encoder(
+      workdir, step=None if step < 0 else step, init=config.get("encoder_init", "checkpoint"),
+      kwargs=dict(config.get("encoder", {}) or {}), seed=int(config.get("seed", 0)),
+      image_size=int(config.data.get("image_size", 32) or 32),
+      dtype=config.get("dtype", "float32"))
 
 
 def require_encoder(config, workdir: str) -> None:

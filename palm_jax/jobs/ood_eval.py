@@ -28,13 +28,12 @@ import time
 import jax
 from absl import logging
 
-from palm_jax.runtime import files
-from palm_jax.runtime import sharding
 from palm_jax.data import Dataset, make_interp, parse_spec_list
-from palm_jax.runtime.errors import require
 from palm_jax.evaluation import features as features_lib
-from palm_jax.jobs import linear_eval as linear_eval_job
 from palm_jax.evaluation import linear_eval, linear_probe, ood, roc_plot
+from palm_jax.jobs import linear_eval as linear_eval_job
+from palm_jax.runtime import files, sharding
+from palm_jax.runtime.errors import require
 from palm_jax.runtime.metrics import MetricWriter
 
 
@@ -72,7 +71,7 @@ def run(config, workdir: str) -> None:
               linear_eval.load_split(s, config.data, seed=seed, field="data.ood")
               for s in specs]
   linear_eval_job.require_encoder(config, workdir)
-  encoder = linear_eval.encoder_from_config(config, workdir)
+  encoder = linear_eval_job.encoder_from_config(config, workdir)
 
   t0 = time.time()
   extractor = features_lib.FeatureExtractor(encoder, batch_size=batch_size, mesh=mesh)

@@ -14,9 +14,9 @@ import jax
 import numpy as np
 from absl import logging
 
+from palm_jax.palm.generator import load_env_generator
 from palm_jax.runtime import images
 from palm_jax.runtime.errors import require
-from palm_jax.palm.generator import load_env_generator
 
 
 def sample_grid(gen, rows: int, cols: int, *, seed: int = 0, truncation_psi: float = 1.0,

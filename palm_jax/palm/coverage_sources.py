@@ -32,11 +32,12 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from palm_jax.runtime import checkpoint as ckpt_lib
-from palm_jax.palm import generator, programs, step as palm_step
-from palm_jax.runtime import sharding
 from palm_jax.data import preprocess
 from palm_jax.envs.latent_env import LatentEnv
+from palm_jax.palm import generator, programs
+from palm_jax.palm import step as palm_step
+from palm_jax.runtime import checkpoint as ckpt_lib
+from palm_jax.runtime import sharding
 from palm_jax.runtime.errors import require
 
 BUILTIN = ("uniform", "palm")
@@ -91,8 +92,8 @@ def _fit(frames: np.ndarray, size: int) -> np.ndarray:
 def framelog_images(spec: str, num: int, *, size: int) -> tuple[np.ndarray, dict]:
   """uint8 [num, size, size, 3]: `num` frames evenly spaced over the frame log `spec`
   (`framelog:<dir>`; a run directory means its `experience/` log), and what was read."""
-  from palm_jax.palm import experience_log  # pylint: disable=g-import-not-at-top
   from palm_jax.data import frame_log  # pylint: disable=g-import-not-at-top
+  from palm_jax.palm import experience_log  # pylint: disable=g-import-not-at-top
   directory = spec[len(FRAMELOG):]
   nested = os.path.join(directory, experience_log.DIRECTORY)
   if not os.path.exists(os.path.join(directory, frame_log.INDEX)) and os.path.isdir(nested):

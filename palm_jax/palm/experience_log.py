@@ -49,9 +49,9 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from palm_jax.data import frame_log
 from palm_jax.palm import replay as replay_lib
 from palm_jax.runtime import sharding
-from palm_jax.data import frame_log
 from palm_jax.runtime.errors import require
 
 DIRECTORY = "experience"

@@ -31,12 +31,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from palm_jax.palm import replay as replay_lib
-from palm_jax.runtime import sharding
 from palm_jax.agents import sac
 from palm_jax.envs.latent_env import LatentEnv, random_actions
+from palm_jax.palm import replay as replay_lib
 from palm_jax.representation import simsiam
 from palm_jax.rewards import apt
+from palm_jax.runtime import sharding
 
 
 def feature_spread(h: jax.Array) -> jax.Array:

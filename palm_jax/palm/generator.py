@@ -14,8 +14,8 @@ import os
 import jax
 from absl import logging
 
-from palm_jax.runtime.errors import UserError, require
 from palm_jax.palm.dtypes import dtype as _dtype
+from palm_jax.runtime.errors import UserError, require
 
 
 def load_generator_file(name: str, load):

@@ -32,13 +32,13 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from palm_jax.runtime import checkpoint as ckpt_lib
-from palm_jax.runtime import host_loop, metrics as metrics_lib
-from palm_jax.runtime import sharding
-from palm_jax.runtime.errors import require
 from palm_jax.representation import pairs as pairs_lib
 from palm_jax.representation import simsiam
 from palm_jax.representation.augment import augment
+from palm_jax.runtime import checkpoint as ckpt_lib
+from palm_jax.runtime import host_loop, sharding
+from palm_jax.runtime import metrics as metrics_lib
+from palm_jax.runtime.errors import require
 
 OFFLINE_PAIRS = ("real", "real_aug")
 

@@ -33,12 +33,12 @@ import jax
 import numpy as np
 from absl import logging
 
-from palm_jax.palm import replay as replay_lib
-from palm_jax.runtime import sharding
 from palm_jax.data import frame_log
-from palm_jax.runtime.errors import require
 from palm_jax.palm import offline
+from palm_jax.palm import replay as replay_lib
 from palm_jax.representation import simsiam
+from palm_jax.runtime import sharding
+from palm_jax.runtime.errors import require
 
 ORDERS = ("ordered", "random")
 

@@ -17,14 +17,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from palm_jax.agents import sac
 from palm_jax.envs import frame_stack_env, latent_env
 from palm_jax.envs.latent_env import EnvParams
-from palm_jax.palm import exploration, replay as replay_lib, step as palm_step
+from palm_jax.palm import exploration, validate
+from palm_jax.palm import replay as replay_lib
+from palm_jax.palm import step as palm_step
 from palm_jax.palm.config import Cadence, Plan
-from palm_jax.palm import validate
 from palm_jax.palm.dtypes import dtype as _dtype
 from palm_jax.palm.generator import render_options
 from palm_jax.representation import pairs as pairs_lib

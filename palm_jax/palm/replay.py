@@ -26,7 +26,8 @@ import functools
 import jax
 import jax.numpy as jnp
 from flax import struct
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from palm_jax.runtime.errors import require
 from palm_jax.runtime.sharding import DATA

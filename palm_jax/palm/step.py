@@ -30,13 +30,13 @@ import jax.numpy as jnp
 from flax import struct
 from jax.sharding import Mesh
 
-from palm_jax.palm import replay as replay_lib
-from palm_jax.runtime import sharding
 from palm_jax.agents import sac
 from palm_jax.envs.latent_env import EnvParams, EnvState, LatentEnv, random_actions
+from palm_jax.palm import replay as replay_lib
 from palm_jax.representation import pairs as pairs_lib
 from palm_jax.representation import simsiam
 from palm_jax.rewards import apt
+from palm_jax.runtime import sharding
 
 
 @struct.dataclass

@@ -34,13 +34,20 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from palm_jax.palm import budget, experience_log, generator, population, programs
+from palm_jax.palm import (
+  budget,
+  experience_log,
+  generator,
+  population,
+  programs,
+  validate,
+)
+from palm_jax.palm import step as palm_step
 from palm_jax.palm.config import Cadence, Plan
-from palm_jax.palm import step as palm_step, validate
 from palm_jax.representation import simsiam
 from palm_jax.runtime import checkpoint as ckpt_lib
-from palm_jax.runtime import files, host_loop, images, metrics as metrics_lib
-from palm_jax.runtime import run_records, sharding
+from palm_jax.runtime import files, host_loop, images, run_records, sharding
+from palm_jax.runtime import metrics as metrics_lib
 from palm_jax.runtime.errors import require
 
 

@@ -8,7 +8,8 @@ dataset against the generator's classes once both are loaded.
 """
 from __future__ import annotations
 
-from palm_jax.palm import budget, experience_log, offline, step as palm_step
+from palm_jax.palm import budget, experience_log, offline
+from palm_jax.palm import step as palm_step
 from palm_jax.palm.dtypes import dtype as _dtype
 from palm_jax.representation import pairs as pairs_lib
 from palm_jax.runtime import sharding

@@ -35,11 +35,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from palm_jax.runtime.errors import require
 from palm_jax.models.atari_encoder import PalmAtariEncoder, torso_features
 from palm_jax.models.heads import Predictor, Projector
 from palm_jax.models.resnet import ResNet, infer_resnet
 from palm_jax.representation.augment import augment
+from palm_jax.runtime.errors import require
 
 _DTYPES = ("float32", "bfloat16", "float16")
 ENCODERS = ("resnet", "atari")

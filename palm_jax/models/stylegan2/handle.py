@@ -12,10 +12,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palm_jax.runtime.errors import require
 from palm_jax.models.stylegan2.network import NOISE_MODES, Generator, GeneratorConfig
 from palm_jax.models.stylegan2.ops import validate_impls
-
+from palm_jax.runtime.errors import require
 
 # -------------------------------------------------------------------------------- handle ---
 

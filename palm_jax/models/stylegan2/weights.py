@@ -36,10 +36,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palm_jax.runtime.errors import UserError, require
 from palm_jax.models.stylegan2.handle import GeneratorHandle
 from palm_jax.models.stylegan2.network import Generator, GeneratorConfig
 from palm_jax.models.stylegan2.ops import fir_filter_2d
+from palm_jax.runtime.errors import UserError, require
 
 PRETRAINED = {
     "cifar10": "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/cifar10.pkl",
