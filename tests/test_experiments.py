@@ -15,15 +15,7 @@ import numpy as np
 import pytest
 
 from palm_jax import main
-from palm_jax.experiments import (
-  aggregate,
-  cluster,
-  intervals,
-  plots,
-  runner,
-  spec,
-  sweep,
-)
+from palm_jax.experiments import (aggregate, cluster, intervals, plots, runner, spec, sweep)
 from palm_jax.runtime.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -11,11 +11,8 @@ One module per subcommand (`generator.py` + `against.py`, `palm.py`, `gan.py`,
 XLA's memory plan of each program, device-synchronised medians after warm-up.
 """
 from palm_jax.bench.cli import SUBCOMMANDS, Subcommand, main, parse_args
-from palm_jax.bench.generator import (
-                                      CIFAR_GENERATOR,
-                                      bench_generator,
-                                      generator_flops_per_image,
-)
+from palm_jax.bench.generator import (CIFAR_GENERATOR, bench_generator,
+                                      generator_flops_per_image)
 from palm_jax.bench.palm import bench_palm
 
 __all__ = ["CIFAR_GENERATOR", "SUBCOMMANDS", "Subcommand", "bench_generator", "bench_palm",

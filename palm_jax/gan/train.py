@@ -24,12 +24,8 @@ from palm_jax.data import frame_stream
 from palm_jax.gan import augment as aug
 from palm_jax.gan import steps
 from palm_jax.models.discriminator import Discriminator
-from palm_jax.models.stylegan2 import (
-  Generator,
-  GeneratorHandle,
-  init_generator,
-  save_generator_npz,
-)
+from palm_jax.models.stylegan2 import (Generator, GeneratorHandle, init_generator,
+                                       save_generator_npz)
 from palm_jax.runtime import host_loop, sharding
 from palm_jax.runtime import run_records as preflight
 from palm_jax.runtime.checkpoint import Checkpointer, checkpoint_dir

@@ -16,14 +16,8 @@ import jax
 from absl import logging
 
 from palm_jax.evaluation import features as features_lib
-from palm_jax.evaluation.linear_eval import (
-  check_labelled,
-  describe,
-  describe_knn_cv,
-  evaluate_linear,
-  load_split,
-  write_result,
-)
+from palm_jax.evaluation.linear_eval import (check_labelled, describe, describe_knn_cv,
+                                             evaluate_linear, load_split, write_result)
 from palm_jax.runtime import checkpoint, sharding
 from palm_jax.runtime.errors import require
 

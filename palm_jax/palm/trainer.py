@@ -34,14 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from palm_jax.palm import (
-  budget,
-  experience_log,
-  generator,
-  population,
-  programs,
-  validate,
-)
+from palm_jax.palm import (budget, experience_log, generator, population, programs,
+                           validate)
 from palm_jax.palm import step as palm_step
 from palm_jax.palm.config import Cadence, Plan
 from palm_jax.representation import simsiam

@@ -11,46 +11,22 @@ Modules, each importing only those above it in this list (no circles):
 The old module paths `palm_jax.models.stylegan2_ops`, `..._handle` and `..._weights` are
 deprecated aliases of `ops`, `handle` and `weights` (palm_jax/__init__.py).
 """
-from palm_jax.models.stylegan2.handle import (
-                                           GeneratorHandle,
-                                           init_generator,
-                                           init_variables,
-)
-from palm_jax.models.stylegan2.network import (
-                                           NOISE_MODES,
-                                           FullyConnected,
-                                           Generator,
-                                           GeneratorConfig,
-                                           MappingNetwork,
-                                           SynthesisBlock,
-                                           SynthesisLayer,
-                                           SynthesisNetwork,
-                                           ToRGB,
-)
-from palm_jax.models.stylegan2.ops import (
-                                           MODULATIONS,
-                                           UP_IMPLS,
-                                           choice_for_resolution,
-                                           demodulation_coefficients,
-                                           fir_filter_2d,
-                                           modulated_conv2d,
-                                           normalize_2nd_moment,
-                                           up_conv_polyphase,
-                                           up_conv_transpose,
-                                           upsample_2x,
-                                           validate_impls,
-)
-from palm_jax.models.stylegan2.weights import (
-                                           PRETRAINED,
-                                           expected_state_shapes,
-                                           infer_init_kwargs,
-                                           load_generator,
-                                           read_state_dict,
-                                           resolve_weights_path,
-                                           save_generator_npz,
-                                           state_to_variables,
-                                           variables_to_state,
-)
+from palm_jax.models.stylegan2.handle import (GeneratorHandle, init_generator,
+                                              init_variables)
+from palm_jax.models.stylegan2.network import (NOISE_MODES, FullyConnected, Generator,
+                                               GeneratorConfig, MappingNetwork,
+                                               SynthesisBlock, SynthesisLayer,
+                                               SynthesisNetwork, ToRGB)
+from palm_jax.models.stylegan2.ops import (MODULATIONS, UP_IMPLS, choice_for_resolution,
+                                           demodulation_coefficients, fir_filter_2d,
+                                           modulated_conv2d, normalize_2nd_moment,
+                                           up_conv_polyphase, up_conv_transpose,
+                                           upsample_2x, validate_impls)
+from palm_jax.models.stylegan2.weights import (PRETRAINED, expected_state_shapes,
+                                               infer_init_kwargs, load_generator,
+                                               read_state_dict, resolve_weights_path,
+                                               save_generator_npz, state_to_variables,
+                                               variables_to_state)
 
 __all__ = [
     "MODULATIONS", "NOISE_MODES", "PRETRAINED", "UP_IMPLS", "FullyConnected", "Generator",

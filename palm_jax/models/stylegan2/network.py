@@ -52,17 +52,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from palm_jax.models.stylegan2.ops import (
-  ACTIVATION_GAIN,
-  HIGHEST,
-  MODULATIONS,
-  UP_IMPLS,
-  activate,
-  choice_for_resolution,
-  modulated_conv2d,
-  normalize_2nd_moment,
-  upsample_2x,
-)
+from palm_jax.models.stylegan2.ops import (ACTIVATION_GAIN, HIGHEST, MODULATIONS, UP_IMPLS,
+                                           activate, choice_for_resolution,
+                                           modulated_conv2d, normalize_2nd_moment,
+                                           upsample_2x)
 from palm_jax.runtime.errors import require
 
 NOISE_MODES = ("const", "random", "none")
