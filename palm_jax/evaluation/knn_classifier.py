@@ -84,7 +84,7 @@ def knn_predict(bank: np.ndarray, bank_labels: np.ndarray, queries: np.ndarray, 
       (_normalise(bank), np.asarray(bank_labels, np.int32), mask, np.float32(temperature)),
       mesh, sharded=False)
   queries = _normalise(queries)
-  rows, out = sharding.local_slice(chunk), []
+  rows, out = sharding.local_slice(chunk, mesh), []
   for start in range(0, queries.shape[0], chunk):
     batch = queries[start:start + chunk]
     batch = np.pad(batch, ((0, chunk - batch.shape[0]), (0, 0)))

@@ -166,8 +166,9 @@ def evaluate_linear(encoder: features_lib.Encoder, train: str | Dataset, test: s
   extractor = features_lib.FeatureExtractor(encoder, batch_size=batch_size, mesh=mesh)
   train_x, test_x = extractor(train_ds.images), extractor(test_ds.images)
   t1 = time.time()
+  solver = sharding.solver_mesh(mesh)  # multi-process: no solver step crosses hosts
   probe_state, fit = linear_probe.fit_linear_probe(
-      train_x, train_ds.labels, num_classes, seed=seed, mesh=mesh, **probe_settings(probe))
+      train_x, train_ds.labels, num_classes, seed=seed, mesh=solver, **probe_settings(probe))
   result = {
       "dataset": train_ds.name, "test_name": test_ds.name, "train_data": train_ds.spec, "test_data": test_ds.spec,
       "step": int(encoder.step), "encoder_init": encoder.init, "encoder": encoder.kwargs,
@@ -182,7 +183,7 @@ def evaluate_linear(encoder: features_lib.Encoder, train: str | Dataset, test: s
       "num_devices": int(mesh.size), "platform": jax.devices()[0].platform,
   }
   result.update(knn_and_cv(train_x, train_ds.labels, test_x, test_ds.labels, num_classes,
-                           knn=knn, cv=cv, probe=probe, seed=seed, mesh=mesh))
+                           knn=knn, cv=cv, probe=probe, seed=seed, mesh=solver))
   return result
 
 

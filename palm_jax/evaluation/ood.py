@@ -70,7 +70,7 @@ class KnnScorer:
   def __call__(self, features: np.ndarray) -> np.ndarray:
     queries = np.asarray(l2_normalize(jnp.asarray(features, jnp.float32)))
     n, out = queries.shape[0], []
-    rows = sharding.local_slice(self.chunk)
+    rows = sharding.local_slice(self.chunk, self.mesh)
     for start in range(0, n, self.chunk):
       batch = queries[start:start + self.chunk]
       batch = np.pad(batch, ((0, self.chunk - batch.shape[0]), (0, 0)))

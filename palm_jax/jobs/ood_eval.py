@@ -77,13 +77,14 @@ def run(config, workdir: str) -> None:
   extractor = features_lib.FeatureExtractor(encoder, batch_size=batch_size, mesh=mesh)
   train_x, test_x = extractor(train.images), extractor(test.images)
   num_classes = max(train.num_classes or 0, int(train.labels.max()) + 1)
+  solver = sharding.solver_mesh(mesh)  # multi-process: no solver step crosses hosts
   probe, fit = linear_probe.fit_linear_probe(
-      train_x, train.labels, num_classes, seed=seed, mesh=mesh,
+      train_x, train.labels, num_classes, seed=seed, mesh=solver,
       **linear_eval.probe_settings(config.get("probe")))
   labels = linear_eval.knn_and_cv(train_x, train.labels, test_x, test.labels, num_classes,
                                   knn=config.get("knn"), cv=config.get("cv"),
-                                  probe=config.get("probe"), seed=seed, mesh=mesh)
-  knn = ood.KnnScorer(train_x, k=k, chunk=batch_size, mesh=mesh)
+                                  probe=config.get("probe"), seed=seed, mesh=solver)
+  knn = ood.KnnScorer(train_x, k=k, chunk=batch_size, mesh=solver)
   scores_in = ood.score_all(probe, knn, test_x)
 
   aurocs, details, panels, taken = {}, {}, {s: {} for s in ood.SCORES}, set()

@@ -53,8 +53,29 @@ def check_divisible(name: str, value: int, mesh: Mesh) -> None:
                    f"mesh; set it to a multiple of {n} (e.g. {hint}).")
 
 
-def local_slice(global_size: int) -> slice:
-  """The rows of a `data`-sharded axis of `global_size` that this process feeds."""
+def is_local(mesh: Mesh) -> bool:
+  """Whether every device of `mesh` belongs to this process (no collectives across hosts)."""
+  return all(d.process_index == jax.process_index() for d in mesh.devices.flat)
+
+
+def solver_mesh(mesh: Mesh) -> Mesh:
+  """Where small iterative solvers run (the linear probe's L-BFGS, kNN, cross-validation):
+  `mesh` in a single process; with several processes, this process's own devices — every
+  process solves the same small problem redundantly instead of running each of thousands
+  of solver steps as a collective across hosts (over gloo on CPU, a run's probe took ~3x
+  its training; issue 23)."""
+  if jax.process_count() == 1 or is_local(mesh):
+    return mesh
+  local = jax.local_devices()
+  return jax.make_mesh((len(local),), (DATA,), devices=local,
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def local_slice(global_size: int, mesh: Mesh | None = None) -> slice:
+  """The rows of a `data`-sharded axis of `global_size` that this process feeds (all of
+  them on a mesh of this process's devices alone)."""
+  if mesh is not None and is_local(mesh):
+    return slice(0, global_size)
   per_process = global_size // jax.process_count()
   start = jax.process_index() * per_process
   return slice(start, start + per_process)
@@ -64,14 +85,15 @@ def host_to_global(tree: Any, mesh: Mesh, *, sharded: bool = True) -> Any:
   """Places host NumPy arrays on the mesh.
 
   With `sharded=True` each process passes its own rows (`local_slice`) of a batch whose
-  leading axis is split over `data`; with `sharded=False` every process passes the same
-  whole array and it is replicated. Works for one or many processes.
+  leading axis is split over `data` (all rows on a mesh of this process's devices alone:
+  `solver_mesh`); with `sharded=False` every process passes the same whole array and it is
+  replicated. Works for one or many processes.
   """
-  if sharded:
+  if sharded and not (jax.process_count() > 1 and is_local(mesh)):
     sharding = data_sharded(mesh)
     return jax.tree.map(
         lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
-  sharding = replicated(mesh)
+  sharding = data_sharded(mesh) if sharded else replicated(mesh)
   return jax.tree.map(
       lambda x: jax.make_array_from_callback(np.shape(x), sharding,
                                              lambda idx, x=np.asarray(x): x[idx]), tree)
