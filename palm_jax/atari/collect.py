@@ -1,4 +1,4 @@
-r"""The `collect` job: play an Atari game with N emulators and write its frames as a frame log.
+r"""Atari frame collection (the `collect` job): N emulators play, their frames become a frame log.
 
     python -m palm_jax.main --config=configs/atari/collect.py:pong --workdir=/tmp/frames_pong
 

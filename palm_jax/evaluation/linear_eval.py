@@ -1,4 +1,4 @@
-"""`config.job = "linear_eval"`: linear-probe top-1 of a run's frozen encoder.
+"""The linear evaluation of a frozen encoder: probe top-1, weighted kNN, cross-validation.
 
     python -m palm_jax.main --config=configs/linear_eval.py --workdir=RUN_DIR \
         --config.data.train=npz:../shared/data/cifar_subset/cifar10_train_partial.npz \

@@ -1,4 +1,4 @@
-r"""`config.job = "sweep"`: many runs from one config, and their results as tables.
+r"""A sweep (the `sweep` job's library): many runs from one config, and their results as tables.
 
     python -m palm_jax.main --config=configs/sweeps/fig5.py:mini --workdir=runs/fig5_mini
     python -m palm_jax.main --config=configs/sweeps/fig5.py --workdir=/shared/fig5 \

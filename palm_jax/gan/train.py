@@ -1,4 +1,4 @@
-r"""The `gan` job: train a StyleGAN2-ADA generator on a dataset, resumably.
+r"""The GAN trainer (the `gan` job): a StyleGAN2-ADA generator trained on a dataset, resumably.
 
     python -m palm_jax.main --config=configs/gan_cifar10.py --workdir=DIR
 

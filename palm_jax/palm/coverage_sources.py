@@ -1,4 +1,4 @@
-"""The generated image sets that `coverage_eval` compares with the training images.
+"""The generated image sets the `coverage` job compares with the training images.
 
 A source is named by a string in `config.sources` (comma-separated):
   uniform   N frames from the generator's prior: class c ~ U{0..C-1}, z ~ N(0, I) (mapped
