@@ -7,7 +7,7 @@ import pytest
 
 pytest.importorskip("ale_py")
 
-from palm_jax.experiments import atari100k_grid
+from palm_jax.jobs import atari100k_grid
 from palm_jax.jobs import atari100k  # noqa: E402
 from palm_jax.runtime.errors import UserError  # noqa: E402
 

@@ -453,7 +453,7 @@ def test_population_sweep_trains_each_condition_once_then_evaluates_every_member
   config = _sweep(fake_jobs, population=True, variants=(),
                   axes=(("env.alpha", (0.0, 0.5)), ("seed", (0, 1, 2))))
   config.overrides = (("fail", "0.5/0.95"),)  # the alpha = 0.5 population fails
-  sweep.run(config, str(workdir))
+  main.run_job(config, str(workdir))
   trains = [c for c in CALLS if c[0] == "train"]
   assert trains == [("train", "alpha=0"), ("train", "alpha=0.5")]  # one run per condition
   assert sorted(c[1] for c in CALLS if c[0] == "eval") == [f"alpha=0__seed={s}"
@@ -468,7 +468,7 @@ def test_population_sweep_trains_each_condition_once_then_evaluates_every_member
   # A rerun retries only the failed population; the finished members are skipped.
   CALLS.clear()
   config.overrides = ()
-  sweep.run(config, str(workdir))
+  main.run_job(config, str(workdir))
   assert [c for c in CALLS if c[0] == "train"] == [("train", "alpha=0.5")]
   assert sorted(c[1] for c in CALLS if c[0] == "eval") == [
       f"alpha=0.5__seed={s}" for s in range(3)]

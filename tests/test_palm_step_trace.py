@@ -24,12 +24,12 @@ def test_scan_iteration_traces_the_update_once(monkeypatch):
   params = programs.env_params_from(config)
   state, rb = jax.eval_shape(init_fn, jax.random.PRNGKey(0), gen.variables, params)
   calls = []
-  original = palm_step._update
+  original = palm_step.update
 
   def counting(*args, **kwargs):
     calls.append(1)
     return original(*args, **kwargs)
-  monkeypatch.setattr(palm_step, "_update", counting)
+  monkeypatch.setattr(palm_step, "update", counting)
   iteration = palm_step.make_iteration(cfg, env, mesh, control_flow=True)
   bank = programs.real_bank(config, gen.c_dim, mesh)
   out_state, _, metrics = jax.eval_shape(iteration, state, rb, gen.variables, params, bank)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from palm_jax.main import run_job
+from palm_jax.palm import validate
 from palm_jax.runtime import run_records as preflight
 from palm_jax.runtime.errors import UserError
 
@@ -91,7 +92,7 @@ def test_real_pairs_need_the_generators_classes(tmp_path):
   from palm_jax.data import load_dataset
   data = _npz(tmp_path / "ten.npz", classes=10)
   with pytest.raises(UserError, match=r"has 10 classes but the generator has c_dim=4"):
-    preflight.check_real_pairs(load_dataset(f"npz:{data}"), 4, f"npz:{data}")
+    validate.check_real_pairs(load_dataset(f"npz:{data}"), 4, f"npz:{data}")
 
 
 def test_resume_with_a_changed_config(tmp_path):

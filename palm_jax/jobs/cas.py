@@ -20,7 +20,7 @@ import jax
 from palm_jax.evaluation import cas, linear_eval
 from palm_jax.models import stylegan2
 from palm_jax.runtime import files, images
-from palm_jax.runtime import run_records as preflight
+from palm_jax.palm import generator as palm_generator
 from palm_jax.runtime.errors import require
 
 
@@ -40,7 +40,7 @@ def run(config, workdir: str) -> None:
   linear_eval.check_labelled(test, "real test")
   gens = {}
   for i, path in enumerate(paths):
-    gen = preflight.load_generator_file(path, stylegan2.load_generator)
+    gen = palm_generator.load_generator_file(path, stylegan2.load_generator)
     name = f"{i}_{os.path.basename(os.path.dirname(os.path.abspath(path))) or 'gen'}"
     require(gen.c_dim == max(int(train.labels.max()) + 1, train.num_classes or 0),
             f"generator {path} has {gen.c_dim} classes but {config.data.train} has "

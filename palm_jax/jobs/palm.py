@@ -96,7 +96,8 @@ def run(config, workdir: str, *, allow_config_change: bool = False
     keys = ("simsiam/loss", "reward/mean", "sac/critic_loss", "eval/test_top1",
             "eval/random_floor_test_top1")
     final = ", ".join(f"{k} {metrics[k]:.4f}" for k in keys if k in metrics)
-    logging.info("Run finished; outputs in %s (metrics.jsonl, tb/, rollouts/, checkpoints/, "
-                 "eval/)%s.", r.workdir, f"; final {final}" if final else "")
+    logging.info("Run finished at %s env steps; outputs in %s (metrics.jsonl, tb/, rollouts/, "
+                 "checkpoints/, eval/)%s.", f"{env_steps:,}", r.workdir,
+                 f"; final {final}" if final else "")
     out.append(r._replace(metrics=metrics))
   return out
