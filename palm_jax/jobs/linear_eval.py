@@ -1,14 +1,9 @@
 """`config.job = "linear_eval"`: linear-probe top-1 of a run's frozen encoder.
 
-    python -m palm_jax.main --config=configs/linear_eval.py --workdir=RUN_DIR \
-        --config.data.train=npz:../shared/data/cifar_subset/cifar10_train_partial.npz \
-        --config.data.test=npz:../shared/data/cifar_subset/cifar10_test_partial.npz
-
-Restores only the encoder of RUN_DIR (latest checkpoint, or `config.step`); a RUN_DIR
-without a checkpoint is refused (a mistyped path must not silently evaluate a random
-network) unless `config.encoder_init="random"` asks for the floor every number is compared
-with. The evaluation itself is the library's (`palm_jax.evaluation.linear_eval`): the
-probe, the weighted kNN classifier and, with `config.cv.repeats`, the cross-validation.
+The job restores the encoder of RUN_DIR (or the random one `config.encoder_init="random"`
+asks for) and hands it to the library, `palm_jax.evaluation.linear_eval`, whose docstring
+gives the command and what is measured: the probe, the weighted kNN classifier and, with
+`config.cv.repeats`, the cross-validation.
 """
 from __future__ import annotations
 

@@ -20,10 +20,9 @@ from __future__ import annotations
 from absl import logging
 
 from palm_jax.evaluation import features, linear_eval
-from palm_jax.palm import budget, offline, programs, trainer, validate
-from palm_jax.palm.config import Cadence, Plan
+from palm_jax.palm import offline, passive, programs, trainer
+from palm_jax.palm.config import Plan
 from palm_jax.representation import simsiam
-from palm_jax.runtime import checkpoint as ckpt_lib
 from palm_jax.runtime import run_records, sharding
 from palm_jax.runtime.errors import require
 
@@ -61,14 +60,8 @@ def final_probe(result: trainer.TrainResult, ss_cfg, env_steps: int, mesh, eval_
 
 def _train_offline(config, workdir: str) -> list[trainer.TrainResult]:
   """SimSiam on real images only (pairs real / real_aug) or on a run's experience log."""
-  mesh = sharding.make_mesh()
-  validate.validate(config, mesh)
-  plan, cadence = Plan(config), Cadence(config)
-  ckpt_lib.validate_snapshot_steps(cadence.snapshot_steps, plan.chunk_env_steps,
-                                   plan.total_env_steps)
-  budget.log_budget(config, plan.total_iterations, plan.warmup_iterations)
+  _, plan, cadence = trainer.prepare(config)
   ss_cfg = programs.simsiam_config(config, plan.total_updates)
-  from palm_jax.palm import passive  # pylint: disable=g-import-not-at-top
   loop = passive.train_passive if config.job == "passive" else offline.train_offline
   run_records.write_config(workdir, config.job, config)
   ss_state, metrics = loop(config, workdir, plan, cadence, ss_cfg,

@@ -110,14 +110,20 @@ def _write_rollouts(workdir, writer, rollout_fn, state, gen_vars, env_params, en
   writer.write_image(env_steps, "rollouts", images.make_grid(frames))
 
 
-def train(config, workdir: str, *, allow_config_change: bool = False) -> list[TrainResult]:
-  """Runs (or resumes) the member(s) of `config` in `workdir`; one result per member."""
+def prepare(config):
+  """The checks every PALM loop makes before it compiles: (mesh, plan, cadence)."""
   mesh = sharding.make_mesh()
   validate.validate(config, mesh)
   plan, cadence = Plan(config), Cadence(config)
   ckpt_lib.validate_snapshot_steps(cadence.snapshot_steps, plan.chunk_env_steps,
                                    plan.total_env_steps)
   budget.log_budget(config, plan.total_iterations, plan.warmup_iterations)
+  return mesh, plan, cadence
+
+
+def train(config, workdir: str, *, allow_config_change: bool = False) -> list[TrainResult]:
+  """Runs (or resumes) the member(s) of `config` in `workdir`; one result per member."""
+  mesh, plan, cadence = prepare(config)
   team, gen, batched = _members(config, workdir, mesh)
   n = len(team)
   progs = programs.build(config, mesh, gen, plan, [m.config for m in team], batched=batched)
