@@ -26,7 +26,7 @@ seed 100, the budget its docstring chose from the probe-vs-updates curve), 3 see
 
 Every member is evaluated by configs/ood_eval.py on the subsets: the linear probe's test
 top-1 on the 5,170 / 1,017 split (the earlier studies' column), the weighted kNN classifier
-(k = 20, 200), both again by 5-fold stratified cross-validation x 3 repeats over all 6,187
+(k = 20, 200), both again by 5-fold stratified cross-validation x 2 repeats over all 6,187
 labelled images (palm_jax/evaluation/cv_probe.py: ~0.6-point standard error), and OOD AUROC
 (MSP and kNN) CIFAR-10 -> CIFAR-100 subset and interp. results.md adds each member's
 exploration metrics (the last fifth of its chunks), bootstrap intervals over seeds, and the
@@ -73,7 +73,7 @@ def get_config(arg=None):
   data = {"data.train": f"npz:{_SUBSET / 'cifar10_train_partial.npz'}",
           "data.test": f"npz:{_SUBSET / 'cifar10_test_partial.npz'}",
           "data.ood": f"npz:{_SUBSET / 'cifar100_test_partial.npz'},interp",
-          "cv.repeats": 3}
+          "cv.repeats": 2}
   c.evals = (("ood_eval", "configs/ood_eval.py", data),)
   c.contrasts = (("palm", "random_init"), ("palm", "random_actions"), ("palm", "alpha0"),
                  ("palm", "beta0"), ("palm", "palm_paper_temp"), ("palm", "same_class"),
