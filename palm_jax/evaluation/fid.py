@@ -3,8 +3,8 @@
 The weights cannot be downloaded at run time: pass the pytorch-fid file
 `pt_inception-2015-12-05-6726825d.pth` (a PyTorch state dict; reading it needs torch) or a
 `.npz` with the same keys (`Conv2d_1a_3x3.conv.weight`, `Mixed_5b.branch1x1.bn.running_mean`,
-...; convert once with `python -m palm_jax.evaluation.fid in.pth out.npz`, then no torch is
-needed). The network is pytorch-fid's `InceptionV3` up to the 2048-d pool3 features:
+...; convert once with `python -c "from palm_jax.evaluation import fid;
+fid.convert('in.pth', 'out.npz')"`, then no torch is needed). The network is pytorch-fid's `InceptionV3` up to the 2048-d pool3 features:
 bilinear resize to 299x299 (align_corners=False), `2x - 1`, torchvision's stem and blocks
 with FIDInceptionA/C/E_1/E_2 (average pools exclude padding; the last block max-pools).
 Every convolution is `relu(BN(conv(x)))` with BN eps 1e-3. Channel widths follow the
@@ -154,8 +154,8 @@ def _read_state_dict(path: str) -> dict[str, np.ndarray]:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise UserError(f"reading {path!r} needs PyTorch, which is not installed; convert it "
-                    "once to .npz with `python -m palm_jax.evaluation.fid IN.pth OUT.npz` "
-                    "on a machine that has torch.") from e
+                    "once to .npz on a machine that has torch: `python -c \"from palm_jax."
+                    "evaluation import fid; fid.convert('IN.pth', 'OUT.npz')\"`.") from e
   sd = torch.load(path, map_location="cpu", weights_only=True)
   return {k: v.detach().cpu().numpy() for k, v in sd.items()}
 

@@ -63,10 +63,13 @@ def solver_mesh(mesh: Mesh) -> Mesh:
   `mesh` in a single process; with several processes, this process's own devices — every
   process solves the same small problem redundantly instead of running each of thousands
   of solver steps as a collective across hosts (over gloo on CPU, a run's probe took ~3x
-  its training; issue 23)."""
+  its training; issue 23). On CPU it is one device: there even a process's own devices
+  talk over gloo, and a 4-device probe still took longer than training."""
   if jax.process_count() == 1 or is_local(mesh):
     return mesh
   local = jax.local_devices()
+  if local[0].platform == "cpu":
+    local = local[:1]
   return jax.make_mesh((len(local),), (DATA,), devices=local,
                        axis_types=(jax.sharding.AxisType.Auto,))
 
