@@ -26,6 +26,7 @@ ENOSPC mid-write) removes its own `*.orbax-checkpoint-tmp*` folder and becomes o
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import math
 import os
@@ -41,6 +42,27 @@ from palm_jax.runtime.errors import UserError
 
 ITEMS = ("state", "encoder", "replay", "meta")
 BROKEN = "broken"
+# Orbax warns this on every read-only manager (every restore_encoder, every evaluation), as
+# if something were wrong with the directory; reading it is exactly what was asked.
+READ_ONLY_NOTICE = "Given directory is read only"
+
+
+class _DropReadOnlyNotice:
+  """A `logging` filter for the one Orbax notice above (other warnings still pass)."""
+
+  def filter(self, record) -> bool:
+    return not str(record.msg).startswith(READ_ONLY_NOTICE)
+
+
+@contextlib.contextmanager
+def _without_read_only_notice():
+  """absl's logger (Orbax logs through it) drops READ_ONLY_NOTICE inside the block."""
+  logger, quiet = logging.get_absl_logger(), _DropReadOnlyNotice()
+  logger.addFilter(quiet)
+  try:
+    yield
+  finally:
+    logger.removeFilter(quiet)
 def tree_bytes(*trees: Any) -> int:
   """Bytes of all array leaves (arrays or ShapeDtypeStructs) of `trees`, global shapes."""
   total = 0
@@ -84,7 +106,9 @@ class Checkpointer:
         max_to_keep=None if read_only else max_to_keep, create=not read_only,
         read_only=read_only, **({"save_interval_steps": 0} if read_only else {}),
         enable_async_checkpointing=async_save)
-    self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+    with _without_read_only_notice() if read_only else contextlib.nullcontext():
+      self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                            item_names=ITEMS)
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
