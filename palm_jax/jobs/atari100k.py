@@ -67,6 +67,11 @@ def agent_config(config) -> drq.DrQConfig:
 
 def check_config(config) -> None:
   """Refuses bad values with one sentence, before anything is built."""
+  # No silent default game: a 100k-step run of a game nobody chose is hours lost.
+  if not str(config.game).strip():
+    raise UserError("no Atari game given; name it after the config file, e.g. "
+                    "--config=configs/atari/drq.py:pong (or --config.game=pong), one of the "
+                    f"Atari 100k games: {', '.join(atari.ATARI_100K_GAMES)}.")
   atari.game_id(config.game)
   if config.policy not in POLICIES:
     raise UserError(f"config.policy={config.policy!r} is not one of {POLICIES} ('random': "
