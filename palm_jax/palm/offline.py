@@ -36,7 +36,7 @@ from palm_jax.representation import pairs as pairs_lib
 from palm_jax.representation import simsiam
 from palm_jax.representation.augment import augment
 from palm_jax.runtime import checkpoint as ckpt_lib
-from palm_jax.runtime import host_loop, sharding
+from palm_jax.runtime import host_loop, sharding, wandb_log
 from palm_jax.runtime import metrics as metrics_lib
 from palm_jax.runtime.errors import require
 
@@ -162,7 +162,8 @@ def run_updates(config, workdir: str, plan, cadence, ss_cfg, *, frame_shape, upd
   upd = plan.updates_per_step
   host, chunks_done = {}, 0
   with host_loop.HostLoop("SimSiam", ckpt=ckpt) as loop:
-    writer = loop.own(metrics_lib.MetricWriter(workdir))
+    writer = loop.own(metrics_lib.MetricWriter(
+        workdir, wandb=wandb_log.Settings.from_config(config)))
     loop.own(ckpt, snaps)
     writer.truncate_after(iteration * plan.env_steps_per_iteration)
     while iteration < plan.total_iterations:

@@ -40,7 +40,7 @@ from palm_jax.palm import step as palm_step
 from palm_jax.palm.config import Cadence, Plan
 from palm_jax.representation import simsiam
 from palm_jax.runtime import checkpoint as ckpt_lib
-from palm_jax.runtime import files, host_loop, images, run_records, sharding
+from palm_jax.runtime import files, host_loop, images, run_records, sharding, wandb_log
 from palm_jax.runtime import metrics as metrics_lib
 from palm_jax.runtime.errors import require
 
@@ -114,6 +114,7 @@ def prepare(config):
   """The checks every PALM loop makes before it compiles: (mesh, plan, cadence)."""
   mesh = sharding.make_mesh()
   validate.validate(config, mesh)
+  wandb_log.require_installed(wandb_log.Settings.from_config(config))
   plan, cadence = Plan(config), Cadence(config)
   ckpt_lib.validate_snapshot_steps(cadence.snapshot_steps, plan.chunk_env_steps,
                                    plan.total_env_steps)
@@ -173,7 +174,8 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
   env_steps = iteration * plan.env_steps_per_iteration
 
   with host_loop.HostLoop("training", ckpt=ckpts[0][0]) as loop:
-    writers = [loop.own(metrics_lib.MetricWriter(m.workdir)) for m in team]
+    writers = [loop.own(metrics_lib.MetricWriter(
+        m.workdir, wandb=wandb_log.Settings.from_config(m.config))) for m in team]
     for ckpt, snaps in ckpts:
       loop.own(ckpt, snaps)
     loop.own(exp_log)
