@@ -87,14 +87,17 @@ class _QuietLibraries:
     return not str(record.msg).startswith("Unable to initialize backend")
 
 
-def run_job(config, workdir: str, allow_config_change: bool | None = None):
+def run_job(config, workdir: str, allow_config_change: bool | None = None,
+            config_file: str = ""):
   """Runs `config.job` in `workdir` (`palm_jax.jobs.run_job`).
 
   `allow_config_change`: resume despite a changed config (default: the flag's value).
+  `config_file`: the `--config` value, named if the config lacks fields the job reads.
   """
   if allow_config_change is None:
     allow_config_change = flags.FLAGS.is_parsed() and _ALLOW_CHANGE.value
-  return jobs.run_job(config, workdir, allow_config_change=allow_config_change)
+  return jobs.run_job(config, workdir, allow_config_change=allow_config_change,
+                      config_file=config_file)
 
 
 def main(argv) -> None:
@@ -118,7 +121,7 @@ def main(argv) -> None:
     if jax.process_index() != 0:
       logging.set_verbosity(logging.WARNING)
     logging.info("XLA compilation cache: %s", cache_dir or "off")
-    run_job(_CONFIG.value, _WORKDIR.value)
+    run_job(_CONFIG.value, _WORKDIR.value, config_file=flags.FLAGS["config"].config_filename)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

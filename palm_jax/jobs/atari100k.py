@@ -51,6 +51,13 @@ from palm_jax.runtime import run_records as preflight
 from palm_jax.runtime.errors import UserError
 from palm_jax.runtime.metrics import MetricWriter, Progress
 
+CONFIG = "configs/atari/drq.py:<game>"
+# Read without a default (checked by jobs.run_job before anything runs).
+REQUIRED = ("game", "seed", "total_env_steps", "num_envs", "policy", "agent", "log_every",
+            "checkpoint_every", "checkpoint_keep", "eval_episodes", "eval_num_envs",
+            "eval_max_env_steps", "terminal_on_life_loss", "noop_max", "max_episode_steps",
+            "repeat_action_probability", "encoder_init", "encoder_workdir", "freeze_encoder")
+
 ENCODER_INITS = ("random", "palm")
 POLICIES = ("drq", "random")
 

@@ -38,6 +38,11 @@ from palm_jax.runtime import files, images, sharding
 from palm_jax.runtime.errors import UserError, require
 from palm_jax.runtime.metrics import MetricWriter
 
+CONFIG = "configs/coverage.py"
+# Read without a default (checked by jobs.run_job before anything runs).
+REQUIRED = ("seed", "num_images", "sources", "features", "inception", "run", "run_step",
+            "data", "batch_size", "nn", "generator")
+
 
 def parse_sources(field: str) -> list[str]:
   """`config.sources` → names; each is `uniform`, `palm` or a dataset spec."""

@@ -20,6 +20,9 @@ from palm_jax.evaluation.linear_eval import (check_labelled, describe, describe_
 from palm_jax.runtime import checkpoint, sharding
 from palm_jax.runtime.errors import require
 
+CONFIG = "configs/linear_eval.py"
+REQUIRED = ("seed", "batch_size", "data")  # read without a default (checked by jobs.run_job)
+
 
 def encoder_from_config(config, workdir: str) -> features_lib.Encoder:
   """The job's encoder: `config.encoder_init`, `config.step` (-1 = latest), `config.encoder`."""

@@ -26,6 +26,13 @@ from palm_jax.representation import simsiam
 from palm_jax.runtime import run_records, sharding
 from palm_jax.runtime.errors import require
 
+# The config file of each job here, and the top-level fields it reads without a default
+# (checked by `jobs.run_job` before anything runs).
+CONFIG = {"palm": "configs/cifar10.py", "passive": "configs/cifar10.py --config.job=passive"}
+_PALM_FIELDS = ("seed", "total_env_steps", "batch_size", "generator", "generator_dtype", "env",
+                "agent", "simsiam", "reward", "replay", "loop", "log", "checkpoint", "eval")
+REQUIRED = {"palm": _PALM_FIELDS, "passive": _PALM_FIELDS + ("passive",)}
+
 
 def eval_datasets(config):
   """`(train, test)` Datasets of `config.eval` loaded now (before compiling), or None."""
