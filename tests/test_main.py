@@ -39,6 +39,40 @@ def _last_error(out):
   return out.stderr.strip().splitlines()[-1]
 
 
+def test_config_argument_is_one_sentence(tmp_path):
+  """`FILE:ARG` for a config whose get_config takes no argument, or refuses ARG: one line
+  saying what the file accepts, not ml_collections' traceback."""
+  w = f"--workdir={tmp_path / 'w'}"
+  assert _last_error(_run("--config=configs/smoke.py:foo", w)) == (
+      "error: configs/smoke.py takes no argument after ':' (got 'foo'); pass "
+      "--config=configs/smoke.py, and set fields with --config.<field>=<value>.")
+  assert _last_error(_run("--config=configs/ood_eval.py:foo", w)) == (
+      "error: --config=configs/ood_eval.py:foo: unknown config argument 'foo'; give none, or "
+      "':smoke' for the tiny variant.")
+  cfg = tmp_path / "needs_game.py"
+  cfg.write_text("import ml_collections\n"
+                 "def get_config(game):\n"
+                 "  '''`game`: an Atari game, e.g. pong.'''\n"
+                 "  return ml_collections.ConfigDict({'job': 'sample'})\n")
+  assert _last_error(_run(f"--config={cfg}", w)).endswith(
+      "missing 1 required positional argument: 'game'; its get_config says: `game`: an "
+      "Atari game, e.g. pong.")
+  assert not (tmp_path / "w").exists()
+
+
+def test_a_value_for_a_group_names_its_fields(tmp_path):
+  """`--config.data=tfds:x` where `data` is a group: the group's fields, and an example."""
+  w = f"--workdir={tmp_path / 'w'}"
+  assert _last_error(_run("--config=configs/linear_eval.py", "--config.data=tfds:nosuchset",
+                          w)) == (
+      "error: --config.data is a group of fields (download, image_size, limit, test, "
+      "tfds_data_dir, train), not one value; set one of them, e.g. "
+      "--config.data.test=tfds:nosuchset.")
+  assert _last_error(_run("--config=configs/smoke.py", "--config.replay=7", w)).startswith(
+      "error: --config.replay is a group of fields (action_dtype, capacity), not one value; "
+      "set one of them, e.g. --config.replay.capacity=7.")
+
+
 def test_a_config_for_another_job_names_the_file_to_use(tmp_path):
   out = _run("--config=configs/smoke.py", "--config.job=coverage", f"--workdir={tmp_path}/w")
   assert _last_error(out) == (
