@@ -161,7 +161,10 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
   moves = _Team(progs)
   restored = _restore(ckpts, team, abstract_state, abstract_replay, save_replay)
   if restored is None:
+    t0 = time.time()
+    logging.info("Compiling and running the initialiser (state and replay)...")
     state, replay = progs.init(gen_vars)
+    logging.info("Initialised in %s.", metrics_lib.format_duration(time.time() - t0))
   else:
     state = moves.stack(0, [r[1] for r in restored])
     if all(r[2] is not None for r in restored):
@@ -201,6 +204,8 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
                    workdir, f"{env_steps:,}")
     else:
       logging.info("Compiling the training chunk (%d iterations)...", plan.chunk)
+    io_s = 0.0  # seconds spent writing after the last progress report: not in the rate
+    first_rollout = True
     while iteration < plan.total_iterations:
       start = time.time()
       state, replay, chunk_metrics = chunk_fn(state, replay, gen_vars, progs.env_params,
@@ -227,7 +232,8 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
         compile_s = time.time() - start
         logging.info("Compiled and ran the first chunk in %s.",
                      metrics_lib.format_duration(compile_s))
-      rate = progress.update(env_steps, timed=not first)["rate"]
+      rate = progress.update(env_steps, timed=not first, excluded_s=io_s)["rate"]
+      io_start = time.time()
       last = iteration >= plan.total_iterations
       rollouts = cadence.rollout_every_chunks and host_loop.due(
           chunks_done, cadence.rollout_every_chunks, last=last)
@@ -248,6 +254,9 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
           continue
         member_state = moves.take(0, state, i)
         if rollouts:
+          if first_rollout:
+            logging.info("Writing rollouts (the first call compiles the rollout program)...")
+            first_rollout = False
           _write_rollouts(m.workdir, w, rollout_fn, member_state, gen_vars,
                           progs.member_params[i], env_steps)
         meta = programs.meta(m.config, plan, ss_cfg, env_steps)
@@ -258,8 +267,9 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
         if snap:
           ckpt_lib.save_snapshot(snaps, env_steps,
                                  simsiam.encoder_variables(member_state.simsiam), meta)
+      io_s = time.time() - io_start
       if stop and not last:
-        loop.stop(f"{chunks_done} chunks", f"env step {env_steps:,} in "
+        loop.stop(metrics_lib.plural(chunks_done, "chunk"), f"env step {env_steps:,} in "
                   f"{ckpts[0][0].directory}" if not batched else
                   f"env step {env_steps:,} of {n} members in "
                   f"{os.path.commonpath([m.workdir for m in team])}")

@@ -100,6 +100,7 @@ class Checkpointer:
   def __init__(self, directory: str, *, max_to_keep: int | None = 2, async_save: bool = True,
                read_only: bool = False):
     self.directory = _abs(directory)
+    self._saved = 0
     # Read-only: options a reader does not use are None/False, so Orbax has nothing to warn
     # about ("read_only=True, setting max_to_keep=None", on every evaluation).
     options = ocp.CheckpointManagerOptions(
@@ -140,8 +141,13 @@ class Checkpointer:
       self._manager.save(int(step), args=ocp.args.Composite(**items), force=True)
     except Exception as e:  # pylint: disable=broad-except
       raise self._failed_save(int(step), e) from None
-    logging.info("Saving checkpoint %s (%s) to %s.", f"{int(step):,}",
-                 files.mib(tree_bytes(state, encoder, replay)), self.directory)
+    # One line for the first save; the rest at debug level (`--verbosity=1`), so a long run
+    # does not print a line per checkpoint (stops and the end say where they saved).
+    log = logging.info if not self._saved else logging.debug
+    log("Saving checkpoint %s (%s) to %s%s.", f"{int(step):,}",
+        files.mib(tree_bytes(state, encoder, replay)), self.directory,
+        "" if self._saved else "; later saves are logged with --verbosity=1")
+    self._saved += 1
 
   def _failed_save(self, step: int | None, e: BaseException) -> UserError:
     """Removes the unfinished step folders and words the failure as one sentence."""

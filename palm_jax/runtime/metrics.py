@@ -156,25 +156,51 @@ def format_duration(seconds: float) -> str:
   return f"{h}h{m:02d}m{s:02d}s" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
+def plural(n: int, noun: str) -> str:
+  """`1, "chunk"` → "1 chunk"; `3, "chunk"` → "3 chunks"."""
+  return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
+def _process_start() -> float:
+  """When this process started (wall clock): Linux's /proc, else when this module loaded."""
+  try:
+    with open("/proc/self/stat") as f:
+      ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22: start, ticks after boot
+    with open("/proc/uptime") as f:
+      uptime = float(f.read().split()[0])
+    return time.time() - uptime + ticks / os.sysconf("SC_CLK_TCK")
+  except (OSError, ValueError, IndexError):
+    return time.time()
+
+
+PROCESS_START = _process_start()
+
+
+def since_start() -> str:
+  """Wall time since the process started (start-up, imports and compilation included)."""
+  return format_duration(time.time() - PROCESS_START)
+
+
 class Progress:
-  """Rate and ETA of a long job, measured between calls (so compile time is excluded
-  after the first report)."""
+  """Rate and ETA of a long job: the rate is the average over every timed interval of the
+  run so far, so one slow or fast chunk does not swing it. The interval that compiled
+  (`timed=False`) and the seconds a caller spent writing between reports (`excluded_s`:
+  checkpoints, rollout pictures) are left out of it."""
 
   def __init__(self, total: int, *, start: int = 0, unit: str = "steps"):
     self.total, self.unit = int(total), unit
     self._last_step, self._last_time = int(start), time.time()
+    self._units, self._seconds = 0, 0.0
     self.rate = float("nan")
 
-  def update(self, step: int, timed: bool = True) -> dict:
-    """Records that `step` units are done; logs and returns `{rate, eta_s}`.
-
-    `timed=False` (the chunk that compiled) only restarts the clock, so rate and ETA come
-    from post-compile chunks alone.
-    """
+  def update(self, step: int, timed: bool = True, excluded_s: float = 0.0) -> dict:
+    """Records that `step` units are done; logs and returns `{rate, eta_s}`."""
     now = time.time()
-    dt = now - self._last_time
+    dt = now - self._last_time - max(float(excluded_s), 0.0)
     if timed and step > self._last_step and dt > 0:
-      self.rate = (step - self._last_step) / dt
+      self._units += step - self._last_step
+      self._seconds += dt
+      self.rate = self._units / self._seconds
     self._last_step, self._last_time = int(step), now
     eta = (self.total - step) / self.rate if self.rate > 0 else float("nan")
     pct = 100.0 * step / max(self.total, 1)
