@@ -63,17 +63,26 @@ def _members(config, workdir: str, mesh) -> tuple[list[population.Member], Any, 
 
 
 def _restore(ckpts, team, abstract_state, abstract_replay, save_replay):
-  """Every member's checkpoint, or None when none has one; members resume together."""
-  restored = [c.restore(abstract_state, replay_template=abstract_replay if save_replay
-                        else None) for c, _ in ckpts]
+  """Every member's checkpoint, or None when none has one. Members resume together: when
+  one member's newest checkpoint could not be read (moved to broken/) the others resume
+  from the newest step every member has, their newer steps set aside (checkpoints/ahead/)."""
+  replay = abstract_replay if save_replay else None
+  restored = [c.restore(abstract_state, replay_template=replay) for c, _ in ckpts]
   have = {m.name: r[0] for m, r in zip(team, restored) if r is not None}
   if not have:
     return None
-  require(len(have) == len(team) and len(set(have.values())) == 1,
+  common = min(have.values())
+  behind = [m.name for m, (c, _) in zip(team, ckpts) if common not in c.all_steps()]
+  require(len(have) == len(team) and not behind,
           f"the population's members are at different checkpoints ({have}; none for "
-          f"{[m.name for m in team if m.name not in have] or 'no member'}); members "
+          f"{[m.name for m in team if m.name not in have] or behind}); members "
           "resume together: move the members/ folder aside to start again, or rerun each "
           "member's config_palm.json as a single run.")
+  for i, ((c, _), m) in enumerate(zip(ckpts, team)):
+    if restored[i][0] != common:
+      c.set_aside_after(common, f"member {m.name} is at step {restored[i][0]:,} but the "
+                        f"others can only resume from {common:,}")
+      restored[i] = c.restore(abstract_state, step=common, replay_template=replay)
   return restored
 
 

@@ -42,6 +42,7 @@ from palm_jax.runtime.errors import UserError
 
 ITEMS = ("state", "encoder", "replay", "meta")
 BROKEN = "broken"
+AHEAD = "ahead"    # readable steps set aside so that population members resume together
 # Orbax warns this on every read-only manager (every restore_encoder, every evaluation), as
 # if something were wrong with the directory; reading it is exactly what was asked.
 READ_ONLY_NOTICE = "Given directory is read only"
@@ -166,18 +167,28 @@ class Checkpointer:
                      f"{self.directory} failed ({_reason(e)}); {last}; free disk space and "
                      "rerun to resume.")
 
-  def _move_aside(self, steps: list[int], kept: int, reasons: dict) -> None:
-    """Moves unreadable step folders to `DIR/broken/<step>` (process 0) and reloads."""
+  def set_aside_after(self, step: int, why: str) -> None:
+    """Moves the (readable) step folders newer than `step` to `DIR/ahead/<step>`, so the run
+    resumes from `step` and saves its later steps afresh; `why` ends the warning."""
+    newer = [s for s in self.all_steps() if s > step]
+    self._move_aside(newer, step, {s: why for s in newer}, folder=AHEAD,
+                     message="Checkpoint %d is kept aside (%s); moved it to %s and resumed "
+                             "from step %d.")
+
+  def _move_aside(self, steps: list[int], kept: int, reasons: dict, *, folder: str = BROKEN,
+                  message: str = "Checkpoint %d cannot be read (%s); moved it to %s and "
+                                 "resumed from step %d.") -> None:
+    """Moves step folders to `DIR/<folder>/<step>` (process 0, `DIR/broken/` by default:
+    unreadable ones) and reloads."""
     if jax.process_index() == 0:
-      broken = os.path.join(self.directory, BROKEN)
-      os.makedirs(broken, exist_ok=True)
+      aside = os.path.join(self.directory, folder)
+      os.makedirs(aside, exist_ok=True)
       for s in steps:
-        dest, i = os.path.join(broken, str(s)), 1
+        dest, i = os.path.join(aside, str(s)), 1
         while os.path.exists(dest):  # an earlier run already moved a step of this number
-          dest, i = os.path.join(broken, f"{s}.{i}"), i + 1
+          dest, i = os.path.join(aside, f"{s}.{i}"), i + 1
         os.replace(os.path.join(self.directory, str(s)), dest)
-        logging.warning("Checkpoint %d cannot be read (%s); moved it to %s and resumed from "
-                        "step %d.", s, reasons[s], dest, kept)
+        logging.warning(message, s, reasons[s], dest, kept)
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices("palm_jax_checkpoint_move_aside")
