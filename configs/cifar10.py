@@ -119,6 +119,14 @@ def get_config():
   # Exploration metrics once per chunk (palm_jax/palm/exploration.py): APT reward of the policy
   # vs uniform actions on this many fresh episodes, action share, replay classes/spread.
   c.log.explore_envs = 64         # 0 = off
+  # Weights & Biases (optional: pip install wandb): the same scalars and pictures as
+  # TensorBoard, the config as the run's config; a rerun of the workdir resumes the same
+  # W&B run (id in WORKDIR/wandb_run.json). WANDB_MODE=offline logs to WORKDIR/wandb/ only.
+  c.log.wandb = False
+  c.log.wandb_project = "palm_jax"
+  c.log.wandb_entity = ""         # "" = your default entity
+  c.log.wandb_group = ""          # sweeps set it to the sweep's name ("" = no group)
+  c.log.wandb_tags = ()           # e.g. ("cifar10", "ablation")
 
   # The experience log (palm_jax/palm/experience_log.py): every frame played, with its env,
   # episode, t, class and action, in WORKDIR/experience/ (ArrayRecord shards, one per

@@ -6,10 +6,13 @@ r"""Linear probe of a PALM run's encoder (paper Figure 3): top-1 on frozen featu
 
 Defaults are the paper's CIFAR-10 splits through TFDS (prepared once; see
 palm_jax/data/tfds_source.py). CIFAR-100: `--config.data.train=tfds:cifar100:train
---config.data.test=tfds:cifar100:test`. The random-encoder floor of the same numbers:
-add `--config.encoder_init=random` (also used automatically when RUN_DIR has no
-checkpoint; the result says so). `--config=configs/linear_eval.py:smoke` is a seconds-long
-variant on the shared CIFAR subsets with a tiny encoder. Writes RUN_DIR/eval/linear_eval.json.
+--config.data.test=tfds:cifar100:test`. RUN_DIR must hold a checkpoint (a mistyped path is
+refused, not silently evaluated with a random network). Beside the checkpoint's numbers the
+job prints the random-encoder floor: the same probe on a randomly initialised encoder of
+the same architecture (`random_floor_test_top1`; `--config.random_floor=False` skips it).
+`--config.encoder_init=random` evaluates that random encoder alone (then RUN_DIR needs no
+checkpoint). `--config=configs/linear_eval.py:smoke` is a seconds-long variant on the
+shared CIFAR subsets with a tiny encoder. Writes RUN_DIR/eval/linear_eval.json.
 """
 import pathlib
 
@@ -34,7 +37,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.data.download = True   # let TFDS prepare missing data (needs tensorflow + internet)
 
   config.step = -1                  # checkpoint step to evaluate (-1 = the latest)
-  config.encoder_init = "checkpoint"  # "checkpoint" (random if RUN_DIR has none) | "random"
+  config.encoder_init = "checkpoint"  # "checkpoint" (RUN_DIR must have one) | "random"
+  # Also probe a random encoder of the checkpoint's architecture (the floor; cached).
+  config.random_floor = True
   # ResNet keyword arguments used when the encoder is randomly initialised (a checkpoint
   # carries its own): CIFAR ResNet-18.
   config.encoder = ml_collections.ConfigDict()
@@ -78,5 +83,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.cv.repeats = 1
   elif arg:
     raise ValueError(f"unknown config argument {arg!r}; give none, or ':smoke' for the tiny "
-                     "variant (e.g. --config=configs/linear_eval.py:smoke).")
+                     "variant.")
   return config

@@ -26,6 +26,7 @@ def get_config(arg: str | None = None):
   module = runpy.run_path(str(_HERE / "linear_eval.py"))
   config = module["get_config"](arg)
   config.job = "ood_eval"  # which job palm_jax.main runs
+  del config.random_floor  # linear_eval's alone (ood_eval probes no random encoder)
   # OOD sets (the negatives), comma-separated specs; "interp" = interp:<data.test>.
   config.data.ood = "tfds:svhn_cropped:test,tfds:cifar100:test,tfds:celeb_a:test,interp"
   config.knn_k = 50  # the k of the kNN score (Sun et al. 2022 use 50 for CIFAR-10)

@@ -1,7 +1,10 @@
 r"""The one entry point: `python -m palm_jax.main --config=configs/<x>.py --workdir=DIR`.
 
 Any config field can be overridden on the command line, e.g.
-`--config.env.num_envs=1024 --config.seed=3`. `config.job` picks the job:
+`--config.env.num_envs=1024 --config.seed=3`; a field that does not exist, one value given
+to a group of fields (`--config.data=...` where `data` has `train`, `test`, ...) or an
+argument after `FILE:` that the file's `get_config` does not take is answered in one
+sentence (exit status 2). `config.job` picks the job:
 
   palm         PALM pretraining (latent environments + SimSiam + SAC + APT reward);
                with config.population.seeds, N members in one program (population.py)
@@ -28,6 +31,9 @@ A workdir holding a run refuses a config that changes the computation unless
 """
 from __future__ import annotations
 
+import ast
+import importlib.util
+import inspect
 import os
 import re
 import sys
@@ -87,14 +93,17 @@ class _QuietLibraries:
     return not str(record.msg).startswith("Unable to initialize backend")
 
 
-def run_job(config, workdir: str, allow_config_change: bool | None = None):
+def run_job(config, workdir: str, allow_config_change: bool | None = None,
+            config_file: str = ""):
   """Runs `config.job` in `workdir` (`palm_jax.jobs.run_job`).
 
   `allow_config_change`: resume despite a changed config (default: the flag's value).
+  `config_file`: the `--config` value, named if the config lacks fields the job reads.
   """
   if allow_config_change is None:
     allow_config_change = flags.FLAGS.is_parsed() and _ALLOW_CHANGE.value
-  return jobs.run_job(config, workdir, allow_config_change=allow_config_change)
+  return jobs.run_job(config, workdir, allow_config_change=allow_config_change,
+                      config_file=config_file)
 
 
 def main(argv) -> None:
@@ -118,7 +127,7 @@ def main(argv) -> None:
     if jax.process_index() != 0:
       logging.set_verbosity(logging.WARNING)
     logging.info("XLA compilation cache: %s", cache_dir or "off")
-    run_job(_CONFIG.value, _WORKDIR.value)
+    run_job(_CONFIG.value, _WORKDIR.value, config_file=flags.FLAGS["config"].config_filename)
   except UserError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -146,6 +155,74 @@ def _config_error(e: BaseException) -> str:
           f"{hint + '?' if hint else 'see the config file for the fields it has.'}")
 
 
+def _flag_value(argv, name: str) -> str:
+  """The value `argv` gives `--name` (`--name=V` or `--name V`), or ""."""
+  for i, a in enumerate(argv):
+    if a.lstrip("-") == name and a.startswith("-") and i + 1 < len(argv):
+      return argv[i + 1]
+    if a.startswith("-") and a.lstrip("-").startswith(name + "="):
+      return a.split("=", 1)[1]
+  return ""
+
+
+def _get_config_function(path: str):
+  """The `get_config` of the config file at `path`, or None if it cannot be loaded."""
+  try:
+    spec = importlib.util.spec_from_file_location("_palm_jax_config_probe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config
+  except Exception:  # pylint: disable=broad-except
+    return None
+
+
+def _config_argument_error(argv, text: str) -> str:
+  """One sentence for `--config=FILE:ARG` whose `get_config` takes no argument or refused
+  ARG (ml_collections reports either as a traceback)."""
+  value = _flag_value(argv, "config")
+  path, colon, arg = value.partition(":")
+  last = next((l.strip() for l in reversed(text.splitlines()) if l.strip()), "")
+  kind, _, message = last.partition(": ")
+  get_config = _get_config_function(path)
+  params = None if get_config is None else inspect.signature(get_config).parameters
+  if colon and params is not None and not params:
+    return (f"{path} takes no argument after ':' (got {arg!r}); pass --config={path}, and "
+            f"set fields with --config.<field>=<value>.")
+  if kind == "ValueError" and message:
+    return f"--config={value}: {message}"
+  doc = (inspect.getdoc(get_config) or "").split("\n\n")[0].replace("\n", " ").rstrip(".")
+  accepts = f"; its get_config says: {doc}" if get_config and doc else ""
+  return f"--config={value} could not be built: {last.rstrip('.')}{accepts}."
+
+
+def _group_error(argv, text: str) -> str:
+  """One sentence for `--config.GROUP=VALUE`: one value given to a group of fields."""
+  match = re.match(r"flag --(config(?:\.\w+)+)=", text)
+  if not match:
+    return text.splitlines()[0]
+  name = match.group(1)
+  value = _flag_value(argv, name)
+  group = flags.FLAGS["config"].value
+  for key in name.split(".")[1:]:
+    group = group[key] if group is not None and key in group else None
+  if not hasattr(group, "keys") or not list(group.keys()):
+    return f"--{name} is a group of fields, not one value; set one of its fields instead."
+  fields = list(group.keys())
+  # The example: a field holding what was given (a string for a string, an int for an int).
+  given = type(next(iter(_literal(value)), value))
+  example = next((k for k in fields if type(group[k]) is given), fields[0])
+  return (f"--{name} is a group of fields ({', '.join(fields)}), not one value; set one of "
+          f"them, e.g. --{name}.{example}={value}.")
+
+
+def _literal(value: str) -> list:
+  """`[the Python literal value spells]`, or [] when it is a plain string."""
+  try:
+    return [ast.literal_eval(value)]
+  except (SyntaxError, ValueError):
+    return []
+
+
 def parse_flags(argv):
   """absl's parser, with config-file and unknown-field errors as one line and exit 2."""
   try:
@@ -155,8 +232,14 @@ def parse_flags(argv):
     return rest
   except flags.Error as e:
     cause = e.__cause__ or e.__context__
-    msg = _config_error(cause) if isinstance(cause, (AttributeError, KeyError, IOError,
-                                                     OSError)) else str(e)
+    if isinstance(cause, (TypeError, ValueError)) and "Error whilst parsing config file" in \
+        str(cause):
+      msg = _config_argument_error(argv, str(cause))
+    elif isinstance(cause, ValueError) and "as a ConfigDict" in str(cause):
+      msg = _group_error(argv, str(e))
+    else:
+      msg = _config_error(cause) if isinstance(cause, (AttributeError, KeyError, IOError,
+                                                       OSError)) else str(e)
   except (AttributeError, KeyError, OSError, IOError) as e:
     msg = _config_error(e)
   print(f"error: {msg}", file=sys.stderr)

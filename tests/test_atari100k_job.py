@@ -96,6 +96,22 @@ def test_refusals_name_the_value(field, value, match):
     atari100k.check_config(c)
 
 
+def test_no_game_is_refused_with_the_games_listed(tmp_path, monkeypatch):
+  """configs/atari/drq.py without `:<game>` once started a 100k-step Pong run nobody chose;
+  now the job names the fix and the games before anything is built. The grid takes the
+  bare file and sets the game per cell."""
+  from palm_jax import jobs  # pylint: disable=g-import-not-at-top
+  bare = _config(None)
+  assert bare.game == ""
+  with pytest.raises(UserError, match=r"no Atari game given.*drq.py:pong.*alien, amidar"):
+    jobs.run_job(bare, str(tmp_path / "bare"))
+  assert not (tmp_path / "bare" / "checkpoints").exists()
+  cells = []
+  monkeypatch.setattr(jobs, "run_job", lambda cfg, workdir: cells.append((cfg.game, workdir)))
+  atari100k_grid.run_cell(bare, str(tmp_path / "grid"), "boxing", 1)
+  assert cells == [("boxing", atari100k_grid.cell_dir(str(tmp_path / "grid"), "boxing", 1))]
+
+
 def test_palm_encoder_from_an_empty_workdir_is_refused(tmp_path):
   c = _config()
   c.encoder_init, c.encoder_workdir = "palm", str(tmp_path)

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl import logging
 
 from palm_jax.runtime import checkpoint, sharding
 from palm_jax.runtime import files as files_lib
@@ -70,6 +71,21 @@ def test_restore_encoder_only(tmp_path):
   np.testing.assert_array_equal(variables["params"]["w"], np.arange(4.0))
   with pytest.raises(UserError, match="step 6"):
     checkpoint.restore_encoder(str(tmp_path), step=6)
+
+
+def test_restore_encoder_drops_orbax_read_only_notice(tmp_path, caplog):
+  """Reading a run is what restore_encoder is for: Orbax's "Given directory is read only"
+  warning (every read-only manager) is not printed, and the filter ends with the restore."""
+  ckpt = checkpoint.Checkpointer(checkpoint.checkpoint_dir(str(tmp_path)))
+  ckpt.save(3, state={"w": jnp.ones(2)}, meta={}, encoder={"params": {}, "batch_stats": {}})
+  ckpt.close()
+  with caplog.at_level("WARNING"):
+    assert checkpoint.restore_encoder(str(tmp_path))[0] == 3
+    assert checkpoint.all_encoder_steps(str(tmp_path)) == [3]
+  assert not [r for r in caplog.records if "read only" in r.getMessage()]
+  with caplog.at_level("WARNING"):  # the filter is gone once the manager is built
+    logging.warning("Given directory is read only=%s", "elsewhere")
+  assert [r for r in caplog.records if "read only=elsewhere" in r.getMessage()]
 
 
 def test_corrupt_newest_is_moved_aside_and_can_be_saved_again(tmp_path):

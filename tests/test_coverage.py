@@ -194,6 +194,30 @@ def test_framelog_source_reads_a_runs_experience_log(tmp_path):
   out = json.loads((tmp_path / "out" / "eval" / "coverage_pixels.json").read_text())
   assert out["coverage"]["log_run"] == 1.0                 # every training image, once
   assert out["sources"]["log_run"]["log_frames"] == 48
+  png = tmp_path / "out" / "eval" / "coverage_pixels_log_run.png"
+  from PIL import Image
+  pairs = coverage_eval.pairs_grid(np.zeros((32, 8, 8, 3), np.uint8),
+                                   np.zeros((32, 8, 8, 3), np.uint8))
+  captioned = np.asarray(Image.open(png))
+  assert captioned.shape[0] > pairs.shape[0]              # a caption band above the pairs
+  assert (captioned[:captioned.shape[0] - pairs.shape[0]] < 128).any()  # with text in it
+  # A rerun with another source keeps the first source's value beside the new one.
+  np.savez(tmp_path / "frames.npz", images=train[:24].repeat(2, axis=0))
+  coverage_eval.run(_job_config(spec, f"npz:{tmp_path / 'frames.npz'}"), str(tmp_path / "out"))
+  out = json.loads((tmp_path / "out" / "eval" / "coverage_pixels.json").read_text())
+  assert out["coverage"] == {"log_run": 1.0, "frames": 0.5}
+  assert out["sources"]["log_run"]["log_frames"] == 48
+  # Other settings (N) are not merged: the earlier file is kept beside the new one.
+  config = _job_config(spec, f"npz:{tmp_path / 'frames.npz'}")
+  config.num_images = 24
+  coverage_eval.run(config, str(tmp_path / "out"))
+  out = json.loads((tmp_path / "out" / "eval" / "coverage_pixels.json").read_text())
+  assert out["num_images"] == 24 and list(out["coverage"]) == ["frames"]
+  kept = [p for p in os.listdir(tmp_path / "out" / "eval")
+          if p.startswith("coverage_pixels_") and p.endswith(".json")]
+  assert len(kept) == 1
+  assert json.loads((tmp_path / "out" / "eval" / kept[0]).read_text())["coverage"] == {
+      "log_run": 1.0, "frames": 0.5}
   # Fewer frames than N, or gray Atari frames, are one sentence each.
   for name, shape, count, match in (("short", (8, 8, 3), 40, "has 40 frames, fewer than "
                                       "config.num_images=48"), ("gray", (8, 8, 1), 48, "RGB")):

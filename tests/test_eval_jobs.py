@@ -138,7 +138,33 @@ def test_linear_eval_random_init(files, tmp_path):
   workdir = tmp_path / "forced"
   features.save_encoder_checkpoint(str(workdir), 5, dict(files["variables"]), TINY)
   run_job(config, str(workdir))
-  assert _read(workdir, "linear_eval.json")["encoder_init"] == "random"
+  forced = _read(workdir, "linear_eval.json")
+  assert forced["encoder_init"] == "random"
+  assert "random_floor_test_top1" not in forced  # the encoder is the floor already
+
+
+def test_linear_eval_prints_the_random_floor(files, tmp_path, monkeypatch, capsys):
+  """A checkpoint's top-1 comes with the floor the palm job prints at the end of training:
+  the same probe on a random encoder of the same architecture (cached; can be skipped)."""
+  monkeypatch.setenv("PALM_JAX_CACHE", str(tmp_path / "cache"))
+  workdir = tmp_path / "run"
+  features.save_encoder_checkpoint(str(workdir), 5, dict(files["variables"]), TINY)
+  config = _config("linear_eval", train=files["train"], test=files["test"], limit=0)
+  assert config.random_floor  # on by default
+  run_job(config, str(workdir))
+  result = _read(workdir, "linear_eval.json")
+  assert len(list((tmp_path / "cache" / "floors").glob("*.json"))) == 1
+  floor = linear_eval.random_floor(  # the cached floor: what the job computed
+      TINY, linear_eval.load_split(files["train"]), linear_eval.load_split(files["test"]),
+      probe=config.probe, batch_size=config.batch_size)
+  assert floor["encoder_init"] == "random" and floor["encoder"] == TINY
+  assert result["random_floor_test_top1"] == floor["test_top1"]
+  out = capsys.readouterr().out
+  assert f"(a random encoder of the same architecture: {floor['test_top1']:.4f})" in out
+  config.random_floor = False
+  run_job(config, str(workdir))
+  assert "random_floor_test_top1" not in _read(workdir, "linear_eval.json")
+  assert "random encoder" not in capsys.readouterr().out
 
 
 def test_ood_eval_end_to_end(files):

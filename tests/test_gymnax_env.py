@@ -1,6 +1,8 @@
 """The latent world for other libraries: the gymnax contract (shapes, spaces, auto-reset,
 vmap, traced params), the episodic kNN reward against NumPy and `apt`, rejax's PPO
 training on encoder features end to end, and Gymnasium's `check_env` and vector API."""
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -153,3 +155,53 @@ def test_gymnasium_check_env_and_vector_api(gen):
     del prev
   with pytest.raises(UserError, match="shape"):
     vec.step(np.zeros((2, procedural.LATENT_DIM)))
+
+
+class _Uninstalled:
+  """A meta-path finder for which `names` (and their submodules) are not installed."""
+
+  def __init__(self, *names):
+    self.names = names
+
+  def find_spec(self, name, path=None, target=None):  # pylint: disable=unused-argument
+    if name.split(".")[0] in self.names:
+      raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    return None
+
+
+def _import_without(monkeypatch, module, *names):
+  """Imports `module` afresh as if `names` were not installed; returns the UserError's text.
+  sys.modules is put back as it was (the half-imported packages are dropped)."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  saved = dict(sys.modules)
+  for loaded in saved:
+    if loaded.split(".")[0] in names + ("gymnax", "gymnasium") or loaded == module:
+      del sys.modules[loaded]
+  monkeypatch.setattr(sys, "meta_path", [_Uninstalled(*names)] + sys.meta_path)
+  try:
+    with pytest.raises(UserError) as e:
+      importlib.import_module(module)
+  finally:
+    monkeypatch.undo()
+    for added in set(sys.modules) - set(saved):
+      del sys.modules[added]
+    sys.modules.update(saved)
+  return str(e.value)
+
+
+def test_missing_dependency_names_the_module_really_missing(monkeypatch):
+  """gymnax 1.0.1 imports `six` without declaring it: the sentence names six, not gymnax,
+  and an install line that brings both (the `rl` extra)."""
+  msg = _import_without(monkeypatch, "palm_jax.envs.gymnax_env", "six")
+  assert "'six'" in msg and 'pip install -e ".[rl]"' in msg and "pip install six" in msg
+  assert "needs the optional package gymnax" not in msg
+  msg = _import_without(monkeypatch, "palm_jax.envs.gymnax_env", "gymnax")
+  assert "needs the optional package gymnax, which is not installed" in msg
+  msg = _import_without(monkeypatch, "palm_jax.envs.gymnasium_env", "gymnasium")
+  assert "optional package gymnasium" in msg and ".[rl]" in msg
+  # The install line the sentences give brings every one of them.
+  tomllib = pytest.importorskip("tomllib")
+  with open(pathlib.Path(__file__).resolve().parents[1] / "pyproject.toml", "rb") as f:
+    extras = tomllib.load(f)["project"]["optional-dependencies"]
+  assert {"gymnax", "gymnasium", "rejax", "six"} <= set(extras["rl"])

@@ -55,3 +55,23 @@ def test_local_refuses_without_n_or_workdir(tmp_path):
   assert out.returncode == 2 and "number of processes N" in out.stderr
   out = _run(["bash", "launch/local.sh", "2", "--config=configs/smoke.py"], tmp_path)
   assert out.returncode == 2 and "no --workdir" in out.stderr
+
+
+def test_tpu_pod_quotes_values_with_spaces(tmp_path):
+  # A stand-in gcloud that prints each argument between brackets: argument boundaries show.
+  fake_bin = tmp_path / "bin"
+  fake_bin.mkdir()
+  (fake_bin / "gcloud").write_text('#!/bin/sh\nfor a in "$@"; do printf "[%s]" "$a"; done\n')
+  (fake_bin / "gcloud").chmod(0o755)
+  env = {"PATH": f"{fake_bin}:{os.environ['PATH']}", "HOME": str(tmp_path), "TPU_NAME": "pod",
+         "ZONE": "us-z", "PROJECT": "my project", "CONFIG": "configs/cifar10.py",
+         "WORKDIR": "/gcs/b/my run"}
+  out = subprocess.run(["bash", "launch/tpu_pod.sh", "run"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=60)
+  assert out.returncode == 0, out.stderr
+  assert "[--project=my project]" in out.stdout          # one argument, not two
+  assert r"--workdir=/gcs/b/my\ run" in out.stdout        # quoted for the remote shell
+  env.pop("PROJECT")
+  out = subprocess.run(["bash", "launch/tpu_pod.sh", "delete"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=60)
+  assert out.returncode == 0 and "--project" not in out.stdout and "[]" not in out.stdout

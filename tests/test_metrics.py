@@ -1,6 +1,8 @@
 """Metric writer (JSON lines + TensorBoard), progress line, image grids, sharding checks."""
 import json
+import math
 import os
+import time
 
 import numpy as np
 import pytest
@@ -39,6 +41,27 @@ def test_progress_rate_and_eta():
   assert 17 < out["eta_s"] < 20
   assert metrics.format_duration(3725) == "1h02m05s"
   assert metrics.format_duration(float("nan")) == "?"
+
+
+def test_progress_rate_is_the_run_average_without_compile_and_writing(monkeypatch):
+  clock = [100.0]
+  monkeypatch.setattr(metrics.time, "time", lambda: clock[0])
+  p = metrics.Progress(4000, start=0)
+  clock[0] += 60.0                        # the chunk that compiled: 60 s for 1,000 steps
+  assert math.isnan(p.update(1000, timed=False)["rate"])
+  clock[0] += 10.0                        # 1,000 steps in 10 s
+  assert p.update(2000)["rate"] == pytest.approx(100.0)
+  clock[0] += 40.0                        # 1,000 steps in 2 s + 38 s writing a checkpoint
+  assert p.update(3000, excluded_s=38.0)["rate"] == pytest.approx(2000 / 12)
+  clock[0] += 30.0                        # one slow chunk moves the average, not all of it
+  out = p.update(4000)
+  assert out["rate"] == pytest.approx(3000 / 42) and out["eta_s"] == 0
+  assert metrics.plural(1, "chunk") == "1 chunk" and metrics.plural(3, "chunk") == "3 chunks"
+
+
+def test_process_start_is_before_this_test():
+  assert time.time() - 3 * 86400 < metrics.PROCESS_START <= time.time()
+  assert metrics.since_start() != "?"
 
 
 def test_grid_layout_and_png(tmp_path):

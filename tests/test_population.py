@@ -101,6 +101,16 @@ def test_member_equals_its_single_run_after_a_stop_and_resume(tmp_path, monkeypa
   assert [r["step"] for r in pop_rows] == [r["step"] for r in ref_rows] == [256, 512]
   np.testing.assert_allclose(pop_rows[-1]["simsiam/loss"], ref_rows[-1]["simsiam/loss"],
                              rtol=1e-3, atol=1e-5)
+  # One member's newest checkpoint is corrupt: it resumes from 256, and so does the other
+  # member (its readable 512 set aside), and the rerun ends where the first run did.
+  _truncate_state(str(pop_dir / "members" / "seed0" / "checkpoints" / "512"))
+  again = palm_job.run(config, str(pop_dir))
+  assert os.listdir(pop_dir / "members" / "seed0" / "checkpoints" / "broken") == ["512"]
+  assert os.listdir(member / "checkpoints" / "ahead") == ["512"]
+  for i in range(2):
+    for x, y in zip(_leaves(again[i].state.simsiam.params),
+                    _leaves(results[i].state.simsiam.params)):
+      np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
   # A member's checkpoints guard its config, as a single run's do ...
   config.batch_size = 64
   with pytest.raises(UserError, match=r"members/seed0 holds a run with a different config"):
@@ -111,6 +121,14 @@ def test_member_equals_its_single_run_after_a_stop_and_resume(tmp_path, monkeypa
   assert [r.workdir for r in changed] == [str(pop_dir / "members" / n) for n in ("seed0",
                                                                                  "seed1")]
   assert os.path.exists(member / "config_palm.1.json")   # the changed config, kept beside
+
+
+def _truncate_state(step_dir):
+  for root, _, names in os.walk(os.path.join(step_dir, "state")):
+    for name in names:
+      if os.sep + "d" in root:
+        with open(os.path.join(root, name), "r+b") as f:
+          f.truncate(10)
 
 
 def test_the_accelerator_loop_traces_for_a_population():

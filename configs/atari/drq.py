@@ -7,18 +7,20 @@ r"""DrQ(ε) on one Atari 100k game: 100k agent steps, then 100 evaluation games.
     # the 26-game × 5-seed grid and its results.md (see README "Atari 100k")
     python -m palm_jax.jobs.atari100k_grid --config=configs/atari/drq.py --workdir=/tmp/a100k
 
-The argument is the game (any spelling: pong, ms_pacman, MsPacman); `<game>,tiny` is the
-few-hundred-step variant the tests run. Every agent field is DrQ_eps.gin's (google/dopamine
-labs/atari_100k/configs/DrQ_eps.gin; see palm_jax/agents/drq.py for each source).
+The argument is the game (any spelling: pong, ms_pacman, MsPacman), required: without
+one the job refuses to start and lists the games (the grid sets `game` per cell, so it
+takes the file bare). `<game>,tiny` is the few-hundred-step variant the tests run. Every
+agent field is DrQ_eps.gin's (google/dopamine labs/atari_100k/configs/DrQ_eps.gin; see
+palm_jax/agents/drq.py for each source).
 """
 import ml_collections
 
 
-def get_config(arg: str = "pong"):
-  game, *variant = arg.split(",")
+def get_config(arg: str | None = None):
+  game, *variant = (arg or "").split(",")
   c = ml_collections.ConfigDict()
   c.job = "atari100k"
-  c.game = game                       # an Atari 100k game (palm_jax.envs.atari.ATARI_100K_GAMES)
+  c.game = game                       # envs.atari.ATARI_100K_GAMES; "" (no :<game>): refused
   c.seed = 0
   c.total_env_steps = 100_000         # agent steps = 400k frames (Kaiser et al. 2019)
   c.num_envs = 1                      # Dopamine's Atari 100k runner plays one environment

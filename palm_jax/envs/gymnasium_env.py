@@ -28,15 +28,14 @@ from typing import Any
 import jax
 import numpy as np
 
-from palm_jax.runtime.errors import UserError, require
+from palm_jax.runtime.errors import RL_INSTALL, missing_dependency, require
 
 try:
   import gymnasium as gym
   from gymnasium.vector import AutoresetMode
   from gymnasium.vector.utils import batch_space
 except ImportError as e:  # an optional dependency: the PALM trainer does not need it
-  raise UserError("palm_jax.envs.gymnasium_env needs the optional package gymnasium; "
-                  "install it with `pip install gymnasium gymnax`.") from e
+  raise missing_dependency(e, "palm_jax.envs.gymnasium_env", "gymnasium", RL_INSTALL) from e
 
 
 def to_gym_space(space) -> gym.spaces.Box:

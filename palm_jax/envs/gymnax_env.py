@@ -43,14 +43,13 @@ import jax.numpy as jnp
 from flax import struct
 
 from palm_jax.envs import latent_env as latent_lib
-from palm_jax.runtime.errors import UserError, require
+from palm_jax.runtime.errors import RL_INSTALL, missing_dependency, require
 
 try:
   from gymnax.environments import environment, spaces
   from gymnax.wrappers import compat as _compat
 except ImportError as e:  # an optional dependency: the PALM trainer does not need it
-  raise UserError("palm_jax.envs.gymnax_env needs the optional package gymnax; install it "
-                  "with `pip install gymnax`.") from e
+  raise missing_dependency(e, "palm_jax.envs.gymnax_env", "gymnax", RL_INSTALL) from e
 
 OBSERVATIONS = ("pixels", "features")
 REWARDS = ("none", "knn")

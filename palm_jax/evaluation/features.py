@@ -203,6 +203,8 @@ class FeatureExtractor:
     host = sharding.to_host({k: v for k, v in encoder.variables.items()
                              if k in ("params", "batch_stats")})
     self._variables = sharding.host_to_global(host, self.mesh, sharded=False)
+    # Multi-process: every process starts the program together (gloo's 30 s connect).
+    self._encode = sharding.start_together(encode_batch, "features")
 
   def __call__(self, images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
@@ -217,8 +219,8 @@ class FeatureExtractor:
       if batch.shape[0] < bs:
         pad = np.zeros((bs - batch.shape[0],) + batch.shape[1:], np.uint8)
         batch = np.concatenate([batch, pad])
-      outputs.append(encode_batch(self.encoder.model, self._variables,
-                             sharding.host_to_global(batch[rows], self.mesh)))
+      outputs.append(self._encode(self.encoder.model, self._variables,
+                                  sharding.host_to_global(batch[rows], self.mesh)))
     feats = (np.concatenate(sharding.to_host(outputs))[:n] if outputs
              else np.zeros((0, self.encoder.feature_dim), np.float32))
     logging.info("Features of %d images in %.1fs (%d per batch).", n,

@@ -205,12 +205,16 @@ def write_result(workdir: str, result: Mapping[str, Any], *, filename: str = RES
 
 
 def random_floor(kwargs: Mapping[str, Any], train: Dataset, test: Dataset, *, seed: int = 0,
-                 mesh: Mesh | None = None, cache_dir: str | None = None) -> dict:
+                 mesh: Mesh | None = None, cache_dir: str | None = None,
+                 batch_size: int = 512, probe: Mapping[str, Any] | None = None) -> dict:
   """Linear probe of a randomly initialised encoder with `kwargs` on `train`/`test` (the
   floor a trained encoder must beat), cached in `$PALM_JAX_CACHE/floors/` by architecture,
-  seed and the data's bytes so every later run prints it for free."""
-  key = hashlib.sha256(json.dumps([dict(kwargs), seed, train.spec, test.spec],
-                                  sort_keys=True, default=str).encode())
+  seed, probe settings and the data's bytes so every later run prints it for free.
+  `probe`: the trained encoder's `config.probe`, so both are fitted the same way."""
+  ident = [dict(kwargs), seed, train.spec, test.spec]
+  if probe:  # (without: the key the palm job's floors were cached under)
+    ident.append(probe_settings(probe))
+  key = hashlib.sha256(json.dumps(ident, sort_keys=True, default=str).encode())
   for ds in (train, test):
     key.update(np.ascontiguousarray(ds.images[::max(len(ds) // 64, 1)]).tobytes())
     key.update(np.asarray(ds.labels).tobytes())
@@ -224,7 +228,8 @@ def random_floor(kwargs: Mapping[str, Any], train: Dataset, test: Dataset, *, se
       return json.load(f)
   encoder = features_lib.random_encoder(dict(kwargs), seed=seed,
                                         image_size=int(train.images.shape[1]))
-  result = evaluate_linear(encoder, train, test, seed=seed, mesh=mesh)
+  result = evaluate_linear(encoder, train, test, seed=seed, mesh=mesh, batch_size=batch_size,
+                          probe=probe)
   if jax.process_index() == 0:
     try:
       files.write_json(cache, result)

@@ -21,7 +21,8 @@ eval) is one command line `python -m palm_jax.main --config=FILE[:arg] --workdir
 --config.key=value ...`, and the stage's resolved config is parsed from exactly that command
 line by ml_collections' own flag parser (`resolve`), so what the local runner, a SLURM array
 and a TPU command list run is the same thing, and a wrong key or type fails here, for every
-member, before anything runs.
+member, before anything runs. Members that log to Weights & Biases (`log.wandb=True`) and
+name no `log.wandb_group` get the sweep's name (its workdir's) as their group.
 """
 from __future__ import annotations
 
@@ -185,6 +186,16 @@ def axis_labels(keys: Sequence[str]) -> dict[str, str]:
   return {k: (s if last.count(s) == 1 else k.replace(".", "-")) for k, s in zip(keys, last)}
 
 
+def wandb_group(config, sweep: str) -> tuple:
+  """`(("log.wandb_group", sweep),)` for a member that logs to W&B (`log.wandb=True`) with
+  no group of its own, so the sweep's runs are one group in W&B's tables; else `()` (the
+  command lines of members that do not log to W&B stay as they were)."""
+  log = config.get("log") or {}
+  if log.get("wandb", False) and "wandb_group" in log and not log.get("wandb_group"):
+    return (("log.wandb_group", sweep),)
+  return ()
+
+
 def expand(config, workdir: str) -> list[Member]:
   """The sweep config's members, validated (every stage's config parses) before any runs."""
   base_file, base_arg = split_config_file(config.base)
@@ -233,6 +244,7 @@ def expand(config, workdir: str) -> list[Member]:
 
   labels = axis_labels([k for k, _ in axes])
   members, runs = [], os.path.join(os.path.abspath(workdir), "runs")
+  sweep = os.path.basename(os.path.abspath(workdir))
   grid = list(itertools.product(*[values for _, values in axes])) if axes else [()]
   for vname, vover in named:
     for point in grid:
@@ -242,7 +254,8 @@ def expand(config, workdir: str) -> list[Member]:
       name = "__".join(parts) or "run"
       mdir = os.path.join(runs, name)
       train = Stage("train", base_spec, fixed + vover + point_pairs)
-      resolve(train.config_file, train.overrides)  # every member's config must parse
+      group = wandb_group(resolve(train.config_file, train.overrides), sweep)  # must parse
+      train = dataclasses.replace(train, overrides=train.overrides + group)
       members.append(Member(len(members), name, vname, point_pairs, (train, *evals), mdir))
   names = [m.name for m in members]
   dupes = sorted({n for n in names if names.count(n) > 1})

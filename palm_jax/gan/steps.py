@@ -35,6 +35,7 @@ from palm_jax.gan import augment as aug
 from palm_jax.gan import loss as losses
 from palm_jax.models.discriminator import Discriminator
 from palm_jax.models.stylegan2 import Generator
+from palm_jax.runtime import sharding
 from palm_jax.runtime.sharding import DATA
 
 # The names of the scalars every step reports (summed on the device between log steps).
@@ -275,8 +276,10 @@ def _train_step(state: GanState, stats: dict, images: jax.Array, labels: jax.Arr
 @functools.lru_cache(maxsize=None)
 def compiled_step(cfg: StepConfig):
   """`step(state, stats, images, labels, key) -> (state, stats)`, jitted once per config
-  and shared by every run in the process; state and stats are donated."""
-  return jax.jit(functools.partial(_train_step, cfg=cfg), donate_argnums=(0, 1))
+  and shared by every run in the process; state and stats are donated. In multi-process
+  runs every process starts it together (`sharding.start_together`: gloo's 30 s connect)."""
+  return sharding.start_together(
+      jax.jit(functools.partial(_train_step, cfg=cfg), donate_argnums=(0, 1)), "gan_step")
 
 
 def nonfinite_count(opt_state: Any) -> jax.Array:

@@ -51,6 +51,13 @@ from palm_jax.runtime import run_records as preflight
 from palm_jax.runtime.errors import UserError
 from palm_jax.runtime.metrics import MetricWriter, Progress
 
+CONFIG = "configs/atari/drq.py:<game>"
+# Read without a default (checked by jobs.run_job before anything runs).
+REQUIRED = ("game", "seed", "total_env_steps", "num_envs", "policy", "agent", "log_every",
+            "checkpoint_every", "checkpoint_keep", "eval_episodes", "eval_num_envs",
+            "eval_max_env_steps", "terminal_on_life_loss", "noop_max", "max_episode_steps",
+            "repeat_action_probability", "encoder_init", "encoder_workdir", "freeze_encoder")
+
 ENCODER_INITS = ("random", "palm")
 POLICIES = ("drq", "random")
 
@@ -67,6 +74,11 @@ def agent_config(config) -> drq.DrQConfig:
 
 def check_config(config) -> None:
   """Refuses bad values with one sentence, before anything is built."""
+  # No silent default game: a 100k-step run of a game nobody chose is hours lost.
+  if not str(config.game).strip():
+    raise UserError("no Atari game given; name it after the config file, e.g. "
+                    "--config=configs/atari/drq.py:pong (or --config.game=pong), one of the "
+                    f"Atari 100k games: {', '.join(atari.ATARI_100K_GAMES)}.")
   atari.game_id(config.game)
   if config.policy not in POLICIES:
     raise UserError(f"config.policy={config.policy!r} is not one of {POLICIES} ('random': "

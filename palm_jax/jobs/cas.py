@@ -23,6 +23,11 @@ from palm_jax.runtime import files, images
 from palm_jax.palm import generator as palm_generator
 from palm_jax.runtime.errors import require
 
+CONFIG = "configs/cas.py"
+# Read without a default (checked by jobs.run_job before anything runs).
+REQUIRED = ("seed", "generators", "num_per_class", "classifiers", "data", "cnn_steps",
+            "linear_max_iter")
+
 
 def run(config, workdir: str) -> None:
   """The job: `config` as in configs/cas.py."""

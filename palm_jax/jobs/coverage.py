@@ -13,13 +13,17 @@ N generated images. Each generated image's nearest training image in `config.fea
 coverage = distinct nearest neighbours / N. Outputs under `RUN_DIR/eval/`, keyed by the
 feature space so evaluations in different spaces never overwrite each other:
   coverage_<space>.json          {"coverage": {source: value}, feature space, N, seed,
-                                  specs, checkpoint step, mean NN distance, timings}
-  coverage_<space>_<source>.png  rows of (generated image, its nearest training image)
+                                  specs, checkpoint step, mean NN distance, timings};
+                                  a rerun with other sources adds them (`keep_earlier`)
+  coverage_<space>_<source>.png  rows of (generated image, its nearest training image),
+                                  captioned
 and the values as TensorBoard scalars `coverage/<space>/<source>`.
 """
 from __future__ import annotations
 
+import json
 import os
+import textwrap
 import time
 
 import jax
@@ -33,6 +37,11 @@ from palm_jax.palm import coverage_sources
 from palm_jax.runtime import files, images, sharding
 from palm_jax.runtime.errors import UserError, require
 from palm_jax.runtime.metrics import MetricWriter
+
+CONFIG = "configs/coverage.py"
+# Read without a default (checked by jobs.run_job before anything runs).
+REQUIRED = ("seed", "num_images", "sources", "features", "inception", "run", "run_step",
+            "data", "batch_size", "nn", "generator")
 
 
 def parse_sources(field: str) -> list[str]:
@@ -73,6 +82,34 @@ def pairs_grid(generated: np.ndarray, nearest: np.ndarray, rows: int = 8,
   r = np.concatenate([nearest[:k], np.zeros((pad,) + nearest.shape[1:], np.uint8)])
   both = np.stack([g, r], axis=1)                        # [k', 2, H, W, C]
   return images.make_grid(both.reshape((rows, 2 * pairs_per_row) + g.shape[1:]))
+
+
+# The settings under which coverage values of different runs of the job are comparable.
+SAME_SETTINGS = ("feature_space", "num_images", "seed", "train", "image_size", "encoder",
+                 "inception")
+
+
+def keep_earlier(path: str, result: dict) -> dict:
+  """`result` merged with the sources an earlier evaluation wrote to `path`.
+
+  Rerunning the job with other sources keeps the earlier sources' values (this run's win
+  where both have one). An earlier file made under other settings (`SAME_SETTINGS`) is not
+  merged but kept beside it as `<path stem>_<its modification time>.json`.
+  """
+  if not os.path.exists(path) or jax.process_index() != 0:
+    return result
+  with open(path) as f:
+    earlier = json.load(f)
+  if any(earlier.get(k) != result.get(k) for k in SAME_SETTINGS):
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(os.path.getmtime(path)))
+    kept = f"{os.path.splitext(path)[0]}_{stamp}.json"
+    os.replace(path, kept)
+    logging.info("%s was made under other settings; kept it as %s.", path, kept)
+    return result
+  merged = dict(result)
+  merged["coverage"] = {**earlier.get("coverage", {}), **result["coverage"]}
+  merged["sources"] = {**earlier.get("sources", {}), **result["sources"]}
+  return merged
 
 
 def run(config, workdir: str) -> None:
@@ -149,8 +186,14 @@ def run(config, workdir: str) -> None:
     if jax.process_index() == 0:
       # A seeded random selection: rollout frames come in episode order.
       pick = np.random.default_rng(seed).permutation(n)[:32]
+      grid = pairs_grid(generated[name][pick], real[index[pick]])
+      # Pillow's default font is ~6 px per character: the caption wraps to the grid's width.
+      caption = textwrap.wrap(
+          f"coverage, {space} features, source {label}: {values[label]:.1%}. In each pair: "
+          f"LEFT a generated image, RIGHT its nearest real training image.",
+          max(20, grid.shape[1] // 6))
       pngs.append(images.save_png(os.path.join(eval_dir, f"coverage_{space}_{label}.png"),
-                                  pairs_grid(generated[name][pick], real[index[pick]])))
+                                  images.add_caption(grid, caption)))
   result = {
       "feature_space": space, "coverage": values, "num_images": n, "seed": seed,
       "train": train.spec, "num_train_available": len(train), "image_size": size,
@@ -162,11 +205,11 @@ def run(config, workdir: str) -> None:
       "search_seconds": round(time.time() - t1, 3), "num_devices": int(mesh.size),
       "platform": jax.devices()[0].platform}
   path = os.path.join(eval_dir, f"coverage_{space}.json")
-  files.write_json(path, result)
+  files.write_json(path, keep_earlier(path, result))
   writer = MetricWriter(eval_dir)
   writer.write_scalars(int(meta.get("palm", {}).get("step", 0)),
                        {f"coverage/{space}/{k}": v for k, v in values.items()})
   writer.close()
   if jax.process_index() == 0:
-    table = ", ".join(f"{k} {v:.2%}" for k, v in values.items())
+    table = ", ".join(f"{k} {v:.2%}" for k, v in values.items())  # this run's sources
     print(f"coverage ({space} features, N={n}): {table}; wrote {path}")

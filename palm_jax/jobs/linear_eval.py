@@ -3,7 +3,10 @@
 The job restores the encoder of RUN_DIR (or the random one `config.encoder_init="random"`
 asks for) and hands it to the library, `palm_jax.evaluation.linear_eval`, whose docstring
 gives the command and what is measured: the probe, the weighted kNN classifier and, with
-`config.cv.repeats`, the cross-validation.
+`config.cv.repeats`, the cross-validation. Beside a checkpoint's top-1 it prints the floor
+the palm job prints at the end of training: the same probe on a randomly initialised
+encoder of the same architecture (`random_floor_test_top1` in the result; cached, so free
+after the first time; `config.random_floor=False` skips it).
 """
 from __future__ import annotations
 
@@ -12,9 +15,13 @@ from absl import logging
 
 from palm_jax.evaluation import features as features_lib
 from palm_jax.evaluation.linear_eval import (check_labelled, describe, describe_knn_cv,
-                                             evaluate_linear, load_split, write_result)
+                                             evaluate_linear, load_split, random_floor,
+                                             write_result)
 from palm_jax.runtime import checkpoint, sharding
 from palm_jax.runtime.errors import require
+
+CONFIG = "configs/linear_eval.py"
+REQUIRED = ("seed", "batch_size", "data")  # read without a default (checked by jobs.run_job)
 
 
 def encoder_from_config(config, workdir: str) -> features_lib.Encoder:
@@ -51,12 +58,19 @@ def run(config, workdir: str) -> None:
                            batch_size=int(config.batch_size), probe=config.get("probe"),
                            data=config.data, seed=seed, mesh=mesh, knn=config.get("knn"),
                            cv=config.get("cv"))
+  floor = ""
+  if config.get("random_floor", True) and encoder.init != "random":
+    result["random_floor_test_top1"] = random_floor(
+        encoder.kwargs, train, test, seed=seed, mesh=mesh, batch_size=int(config.batch_size),
+        probe=config.get("probe"))["test_top1"]
+    floor = (f" (a random encoder of the same architecture: "
+             f"{result['random_floor_test_top1']:.4f})")
   path = write_result(workdir, result)
-  logging.info("Linear probe of %s on %s: test top-1 %.4f, train top-1 %.4f (weight decay "
+  logging.info("Linear probe of %s on %s: test top-1 %.4f%s, train top-1 %.4f (weight decay "
                "%g) → %s", describe(encoder, workdir), result["dataset"],
-               result["test_top1"], result["train_top1"], result["weight_decay"], path)
+               result["test_top1"], floor, result["train_top1"], result["weight_decay"], path)
   if jax.process_index() == 0:
-    print(f"linear_eval: test top-1 {result['test_top1']:.4f}, train top-1 "
+    print(f"linear_eval: test top-1 {result['test_top1']:.4f}{floor}, train top-1 "
           f"{result['train_top1']:.4f} ({result['num_train']} train / "
           f"{result['num_test']} test images){describe_knn_cv(result)} with "
           f"{describe(encoder, workdir)}; wrote {path}")

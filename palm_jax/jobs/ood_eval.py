@@ -36,6 +36,9 @@ from palm_jax.runtime import files, sharding
 from palm_jax.runtime.errors import require
 from palm_jax.runtime.metrics import MetricWriter
 
+CONFIG = "configs/ood_eval.py"
+REQUIRED = ("seed", "batch_size", "data", "knn_k")  # read without a default (jobs.run_job)
+
 
 def ood_specs(ood_field: str, test_spec: str) -> list[str]:
   """Splits `config.data.ood`; a bare `interp` becomes `interp:<test spec>`."""

@@ -17,14 +17,25 @@ compiles, so a wrong spec fails in seconds, not after training.
 """
 from __future__ import annotations
 
+import json
+import os
+
 from absl import logging
 
 from palm_jax.evaluation import features, linear_eval
 from palm_jax.palm import offline, passive, programs, trainer
 from palm_jax.palm.config import Plan
 from palm_jax.representation import simsiam
-from palm_jax.runtime import run_records, sharding
+from palm_jax.runtime import metrics as metrics_lib
+from palm_jax.runtime import preemption, run_records, sharding
 from palm_jax.runtime.errors import require
+
+# The config file of each job here, and the top-level fields it reads without a default
+# (checked by `jobs.run_job` before anything runs).
+CONFIG = {"palm": "configs/cifar10.py", "passive": "configs/cifar10.py --config.job=passive"}
+_PALM_FIELDS = ("seed", "total_env_steps", "batch_size", "generator", "generator_dtype", "env",
+                "agent", "simsiam", "reward", "replay", "loop", "log", "checkpoint", "eval")
+REQUIRED = {"palm": _PALM_FIELDS, "passive": _PALM_FIELDS + ("passive",)}
 
 
 def eval_datasets(config):
@@ -47,6 +58,16 @@ def final_probe(result: trainer.TrainResult, ss_cfg, env_steps: int, mesh, eval_
   ss_state = state if isinstance(state, simsiam.SimSiamState) else state.simsiam
   meta = programs.encoder_meta(ss_cfg)
   encoder = features.from_variables(simsiam.encoder_variables(ss_state), meta, step=env_steps)
+  done = os.path.join(result.workdir, "eval", linear_eval.record_name(
+      {"dataset": eval_data[0].name, "test_name": eval_data[1].name,
+       "encoder_init": encoder.init, "step": env_steps}))
+  if os.path.exists(done):  # a finished run's rerun: report, do not evaluate (or log) again
+    with open(done) as f:
+      out = json.load(f)
+    logging.info("The final encoder was already evaluated: test top-1 %.4f (random encoder "
+                 "%.4f) in %s.", out["test_top1"], out.get("random_floor_test_top1", float("nan")),
+                 done)
+    return _scalars(out)
   out = linear_eval.evaluate_linear(encoder, *eval_data, seed=config.seed, mesh=mesh)
   floor = linear_eval.random_floor(meta, *eval_data, seed=config.seed, mesh=mesh)
   out["random_floor_test_top1"] = floor["test_top1"]
@@ -54,6 +75,10 @@ def final_probe(result: trainer.TrainResult, ss_cfg, env_steps: int, mesh, eval_
   logging.info("Linear probe of the final encoder on %s: test top-1 %.4f (train %.4f; a "
                "random encoder of the same architecture: %.4f) -> %s", out["dataset"],
                out["test_top1"], out["train_top1"], floor["test_top1"], path)
+  return _scalars(out)
+
+
+def _scalars(out: dict) -> dict:
   return {f"eval/{k}": v for k, v in out.items()
           if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
@@ -84,13 +109,15 @@ def run(config, workdir: str, *, allow_config_change: bool = False
   out = []
   for r in results:
     metrics = dict(r.metrics)
-    if eval_data is not None:
-      metrics.update(final_probe(r, ss_cfg, env_steps, mesh, eval_data))
+    if eval_data is not None:  # the checkpoint is saved: a stop signal needs no more saving
+      with preemption.stop_at_once("training, during the final evaluation",
+                                   f"env step {env_steps:,}"):
+        metrics.update(final_probe(r, ss_cfg, env_steps, mesh, eval_data))
     keys = ("simsiam/loss", "reward/mean", "sac/critic_loss", "eval/test_top1",
             "eval/random_floor_test_top1")
     final = ", ".join(f"{k} {metrics[k]:.4f}" for k in keys if k in metrics)
-    logging.info("Run finished at %s env steps; outputs in %s (metrics.jsonl, tb/, rollouts/, "
-                 "checkpoints/, eval/)%s.", f"{env_steps:,}", r.workdir,
-                 f"; final {final}" if final else "")
+    logging.info("Run finished at %s env steps, %s after the process started; outputs in %s "
+                 "(metrics.jsonl, tb/, rollouts/, checkpoints/, eval/)%s.", f"{env_steps:,}",
+                 metrics_lib.since_start(), r.workdir, f"; final {final}" if final else "")
     out.append(r._replace(metrics=metrics))
   return out

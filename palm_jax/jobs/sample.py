@@ -18,6 +18,11 @@ from palm_jax.palm.generator import load_env_generator
 from palm_jax.runtime import images
 from palm_jax.runtime.errors import require
 
+CONFIG = "configs/sample.py"
+# Read without a default (checked by jobs.run_job before anything runs).
+REQUIRED = ("seed", "generator", "generator_dtype", "rows", "cols", "truncation_psi",
+            "noise_mode")
+
 
 def sample_grid(gen, rows: int, cols: int, *, seed: int = 0, truncation_psi: float = 1.0,
                 noise_mode: str = "const") -> np.ndarray:

@@ -36,7 +36,7 @@ from palm_jax.representation import pairs as pairs_lib
 from palm_jax.representation import simsiam
 from palm_jax.representation.augment import augment
 from palm_jax.runtime import checkpoint as ckpt_lib
-from palm_jax.runtime import host_loop, sharding
+from palm_jax.runtime import host_loop, sharding, wandb_log
 from palm_jax.runtime import metrics as metrics_lib
 from palm_jax.runtime.errors import require
 
@@ -162,7 +162,8 @@ def run_updates(config, workdir: str, plan, cadence, ss_cfg, *, frame_shape, upd
   upd = plan.updates_per_step
   host, chunks_done = {}, 0
   with host_loop.HostLoop("SimSiam", ckpt=ckpt) as loop:
-    writer = loop.own(metrics_lib.MetricWriter(workdir))
+    writer = loop.own(metrics_lib.MetricWriter(
+        workdir, wandb=wandb_log.Settings.from_config(config)))
     loop.own(ckpt, snaps)
     writer.truncate_after(iteration * plan.env_steps_per_iteration)
     while iteration < plan.total_iterations:
@@ -195,7 +196,7 @@ def run_updates(config, workdir: str, plan, cadence, ss_cfg, *, frame_shape, upd
                                                      env_steps):
         ckpt_lib.save_snapshot(snaps, env_steps, encoder, meta_fn(env_steps))
       if stop and not last:
-        loop.stop(f"{chunks_done} chunks", f"env step {env_steps:,} in {ckpt.directory}")
+        loop.stop(metrics_lib.plural(chunks_done, "chunk"), f"env step {env_steps:,} in {ckpt.directory}")
     if ckpt.latest_step() is None:  # no updates at all (warm-up = the whole run): the
       # initial encoder, the same one the PALM run of this seed starts from (a random-init
       # baseline that evaluations read like any run).

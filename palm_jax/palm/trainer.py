@@ -40,7 +40,7 @@ from palm_jax.palm import step as palm_step
 from palm_jax.palm.config import Cadence, Plan
 from palm_jax.representation import simsiam
 from palm_jax.runtime import checkpoint as ckpt_lib
-from palm_jax.runtime import files, host_loop, images, run_records, sharding
+from palm_jax.runtime import files, host_loop, images, run_records, sharding, wandb_log
 from palm_jax.runtime import metrics as metrics_lib
 from palm_jax.runtime.errors import require
 
@@ -63,17 +63,26 @@ def _members(config, workdir: str, mesh) -> tuple[list[population.Member], Any, 
 
 
 def _restore(ckpts, team, abstract_state, abstract_replay, save_replay):
-  """Every member's checkpoint, or None when none has one; members resume together."""
-  restored = [c.restore(abstract_state, replay_template=abstract_replay if save_replay
-                        else None) for c, _ in ckpts]
+  """Every member's checkpoint, or None when none has one. Members resume together: when
+  one member's newest checkpoint could not be read (moved to broken/) the others resume
+  from the newest step every member has, their newer steps set aside (checkpoints/ahead/)."""
+  replay = abstract_replay if save_replay else None
+  restored = [c.restore(abstract_state, replay_template=replay) for c, _ in ckpts]
   have = {m.name: r[0] for m, r in zip(team, restored) if r is not None}
   if not have:
     return None
-  require(len(have) == len(team) and len(set(have.values())) == 1,
+  common = min(have.values())
+  behind = [m.name for m, (c, _) in zip(team, ckpts) if common not in c.all_steps()]
+  require(len(have) == len(team) and not behind,
           f"the population's members are at different checkpoints ({have}; none for "
-          f"{[m.name for m in team if m.name not in have] or 'no member'}); members "
+          f"{[m.name for m in team if m.name not in have] or behind}); members "
           "resume together: move the members/ folder aside to start again, or rerun each "
           "member's config_palm.json as a single run.")
+  for i, ((c, _), m) in enumerate(zip(ckpts, team)):
+    if restored[i][0] != common:
+      c.set_aside_after(common, f"member {m.name} is at step {restored[i][0]:,} but the "
+                        f"others can only resume from {common:,}")
+      restored[i] = c.restore(abstract_state, step=common, replay_template=replay)
   return restored
 
 
@@ -114,6 +123,7 @@ def prepare(config):
   """The checks every PALM loop makes before it compiles: (mesh, plan, cadence)."""
   mesh = sharding.make_mesh()
   validate.validate(config, mesh)
+  wandb_log.require_installed(wandb_log.Settings.from_config(config))
   plan, cadence = Plan(config), Cadence(config)
   ckpt_lib.validate_snapshot_steps(cadence.snapshot_steps, plan.chunk_env_steps,
                                    plan.total_env_steps)
@@ -160,7 +170,10 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
   moves = _Team(progs)
   restored = _restore(ckpts, team, abstract_state, abstract_replay, save_replay)
   if restored is None:
+    t0 = time.time()
+    logging.info("Compiling and running the initialiser (state and replay)...")
     state, replay = progs.init(gen_vars)
+    logging.info("Initialised in %s.", metrics_lib.format_duration(time.time() - t0))
   else:
     state = moves.stack(0, [r[1] for r in restored])
     if all(r[2] is not None for r in restored):
@@ -173,7 +186,8 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
   env_steps = iteration * plan.env_steps_per_iteration
 
   with host_loop.HostLoop("training", ckpt=ckpts[0][0]) as loop:
-    writers = [loop.own(metrics_lib.MetricWriter(m.workdir)) for m in team]
+    writers = [loop.own(metrics_lib.MetricWriter(
+        m.workdir, wandb=wandb_log.Settings.from_config(m.config))) for m in team]
     for ckpt, snaps in ckpts:
       loop.own(ckpt, snaps)
     loop.own(exp_log)
@@ -199,6 +213,8 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
                    workdir, f"{env_steps:,}")
     else:
       logging.info("Compiling the training chunk (%d iterations)...", plan.chunk)
+    io_s = 0.0  # seconds spent writing after the last progress report: not in the rate
+    first_rollout = True
     while iteration < plan.total_iterations:
       start = time.time()
       state, replay, chunk_metrics = chunk_fn(state, replay, gen_vars, progs.env_params,
@@ -225,7 +241,8 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
         compile_s = time.time() - start
         logging.info("Compiled and ran the first chunk in %s.",
                      metrics_lib.format_duration(compile_s))
-      rate = progress.update(env_steps, timed=not first)["rate"]
+      rate = progress.update(env_steps, timed=not first, excluded_s=io_s)["rate"]
+      io_start = time.time()
       last = iteration >= plan.total_iterations
       rollouts = cadence.rollout_every_chunks and host_loop.due(
           chunks_done, cadence.rollout_every_chunks, last=last)
@@ -246,6 +263,9 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
           continue
         member_state = moves.take(0, state, i)
         if rollouts:
+          if first_rollout:
+            logging.info("Writing rollouts (the first call compiles the rollout program)...")
+            first_rollout = False
           _write_rollouts(m.workdir, w, rollout_fn, member_state, gen_vars,
                           progs.member_params[i], env_steps)
         meta = programs.meta(m.config, plan, ss_cfg, env_steps)
@@ -256,8 +276,9 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
         if snap:
           ckpt_lib.save_snapshot(snaps, env_steps,
                                  simsiam.encoder_variables(member_state.simsiam), meta)
+      io_s = time.time() - io_start
       if stop and not last:
-        loop.stop(f"{chunks_done} chunks", f"env step {env_steps:,} in "
+        loop.stop(metrics_lib.plural(chunks_done, "chunk"), f"env step {env_steps:,} in "
                   f"{ckpts[0][0].directory}" if not batched else
                   f"env step {env_steps:,} of {n} members in "
                   f"{os.path.commonpath([m.workdir for m in team])}")

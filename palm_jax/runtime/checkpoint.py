@@ -26,6 +26,7 @@ ENOSPC mid-write) removes its own `*.orbax-checkpoint-tmp*` folder and becomes o
 """
 from __future__ import annotations
 
+import contextlib
 import glob
 import math
 import os
@@ -41,6 +42,28 @@ from palm_jax.runtime.errors import UserError
 
 ITEMS = ("state", "encoder", "replay", "meta")
 BROKEN = "broken"
+AHEAD = "ahead"    # readable steps set aside so that population members resume together
+# Orbax warns this on every read-only manager (every restore_encoder, every evaluation), as
+# if something were wrong with the directory; reading it is exactly what was asked.
+READ_ONLY_NOTICE = "Given directory is read only"
+
+
+class _DropReadOnlyNotice:
+  """A `logging` filter for the one Orbax notice above (other warnings still pass)."""
+
+  def filter(self, record) -> bool:
+    return not str(record.msg).startswith(READ_ONLY_NOTICE)
+
+
+@contextlib.contextmanager
+def _without_read_only_notice():
+  """absl's logger (Orbax logs through it) drops READ_ONLY_NOTICE inside the block."""
+  logger, quiet = logging.get_absl_logger(), _DropReadOnlyNotice()
+  logger.addFilter(quiet)
+  try:
+    yield
+  finally:
+    logger.removeFilter(quiet)
 def tree_bytes(*trees: Any) -> int:
   """Bytes of all array leaves (arrays or ShapeDtypeStructs) of `trees`, global shapes."""
   total = 0
@@ -78,13 +101,16 @@ class Checkpointer:
   def __init__(self, directory: str, *, max_to_keep: int | None = 2, async_save: bool = True,
                read_only: bool = False):
     self.directory = _abs(directory)
+    self._saved = 0
     # Read-only: options a reader does not use are None/False, so Orbax has nothing to warn
     # about ("read_only=True, setting max_to_keep=None", on every evaluation).
     options = ocp.CheckpointManagerOptions(
         max_to_keep=None if read_only else max_to_keep, create=not read_only,
         read_only=read_only, **({"save_interval_steps": 0} if read_only else {}),
         enable_async_checkpointing=async_save)
-    self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=ITEMS)
+    with _without_read_only_notice() if read_only else contextlib.nullcontext():
+      self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                            item_names=ITEMS)
 
   def all_steps(self) -> list[int]:
     return sorted(self._manager.all_steps())
@@ -116,8 +142,13 @@ class Checkpointer:
       self._manager.save(int(step), args=ocp.args.Composite(**items), force=True)
     except Exception as e:  # pylint: disable=broad-except
       raise self._failed_save(int(step), e) from None
-    logging.info("Saving checkpoint %s (%s) to %s.", f"{int(step):,}",
-                 files.mib(tree_bytes(state, encoder, replay)), self.directory)
+    # One line for the first save; the rest at debug level (`--verbosity=1`), so a long run
+    # does not print a line per checkpoint (stops and the end say where they saved).
+    log = logging.info if not self._saved else logging.debug
+    log("Saving checkpoint %s (%s) to %s%s.", f"{int(step):,}",
+        files.mib(tree_bytes(state, encoder, replay)), self.directory,
+        "" if self._saved else "; later saves are logged with --verbosity=1")
+    self._saved += 1
 
   def _failed_save(self, step: int | None, e: BaseException) -> UserError:
     """Removes the unfinished step folders and words the failure as one sentence."""
@@ -136,18 +167,28 @@ class Checkpointer:
                      f"{self.directory} failed ({_reason(e)}); {last}; free disk space and "
                      "rerun to resume.")
 
-  def _move_aside(self, steps: list[int], kept: int, reasons: dict) -> None:
-    """Moves unreadable step folders to `DIR/broken/<step>` (process 0) and reloads."""
+  def set_aside_after(self, step: int, why: str) -> None:
+    """Moves the (readable) step folders newer than `step` to `DIR/ahead/<step>`, so the run
+    resumes from `step` and saves its later steps afresh; `why` ends the warning."""
+    newer = [s for s in self.all_steps() if s > step]
+    self._move_aside(newer, step, {s: why for s in newer}, folder=AHEAD,
+                     message="Checkpoint %d is kept aside (%s); moved it to %s and resumed "
+                             "from step %d.")
+
+  def _move_aside(self, steps: list[int], kept: int, reasons: dict, *, folder: str = BROKEN,
+                  message: str = "Checkpoint %d cannot be read (%s); moved it to %s and "
+                                 "resumed from step %d.") -> None:
+    """Moves step folders to `DIR/<folder>/<step>` (process 0, `DIR/broken/` by default:
+    unreadable ones) and reloads."""
     if jax.process_index() == 0:
-      broken = os.path.join(self.directory, BROKEN)
-      os.makedirs(broken, exist_ok=True)
+      aside = os.path.join(self.directory, folder)
+      os.makedirs(aside, exist_ok=True)
       for s in steps:
-        dest, i = os.path.join(broken, str(s)), 1
+        dest, i = os.path.join(aside, str(s)), 1
         while os.path.exists(dest):  # an earlier run already moved a step of this number
-          dest, i = os.path.join(broken, f"{s}.{i}"), i + 1
+          dest, i = os.path.join(aside, f"{s}.{i}"), i + 1
         os.replace(os.path.join(self.directory, str(s)), dest)
-        logging.warning("Checkpoint %d cannot be read (%s); moved it to %s and resumed from "
-                        "step %d.", s, reasons[s], dest, kept)
+        logging.warning(message, s, reasons[s], dest, kept)
     from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices("palm_jax_checkpoint_move_aside")

@@ -69,6 +69,22 @@ def _text(draw, xy, text: str) -> None:
   draw.text(xy, text, fill=(0, 0, 0))
 
 
+def add_caption(image, lines) -> np.ndarray:
+  """`[H, W, C]` image → the same with a white band above it holding `lines` of text
+  (what the picture shows, for a reader who never saw the code that made it)."""
+  from PIL import Image, ImageDraw  # pylint: disable=g-import-not-at-top
+  image = to_uint8(image)
+  if image.shape[-1] == 1:
+    image = np.repeat(image, 3, axis=-1)
+  top = 2 + 12 * len(lines)
+  canvas = Image.new("RGB", (image.shape[1], image.shape[0] + top), (255, 255, 255))
+  canvas.paste(Image.fromarray(image), (0, top))
+  draw = ImageDraw.Draw(canvas)
+  for i, line in enumerate(lines):
+    _text(draw, (2, 1 + 12 * i), line)
+  return np.asarray(canvas)
+
+
 def labelled_grid(frames, classes, *, scale: int | None = None, pad: int = 2) -> np.ndarray:
   """`[rows, T, H, W, C]` frames → an RGB uint8 grid upscaled ×`scale` (nearest) with a
   header row `t=0 … t=T-1` and a left column `class c` per row (`classes [rows]`)."""

@@ -87,3 +87,32 @@ def stopped(what: str, step_text: str, command_hint: str = "rerun the same comma
   """The `Preempted` exception a loop raises after saving at `step_text`."""
   return Preempted(f"stopped by {signal_name()} after {what}: checkpoint saved at "
                    f"{step_text}; {command_hint} to resume from it.")
+
+
+@contextlib.contextmanager
+def stop_at_once(what: str, step_text: str,
+                 command_hint: str = "rerun the same command") -> Iterator[None]:
+  """Within the block (work after the last checkpoint, e.g. a final evaluation), a stop
+  signal needs nothing saved: it raises `stopped(what, step_text)` as soon as the main
+  thread runs Python again (after the XLA call in flight), the same line and exit status
+  as a stop during training. A signal that arrived just before the block counts too."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+
+  def raise_now(signum, frame):  # pylint: disable=unused-argument
+    _received.append(signum)
+    signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
+    raise stopped(what, step_text, command_hint)
+
+  previous = {s: signal.getsignal(s) for s in _SIGNALS}
+  if _received:
+    raise stopped(what, step_text, command_hint)
+  for s in _SIGNALS:
+    signal.signal(s, raise_now)
+  try:
+    yield
+  finally:
+    for s, h in previous.items():
+      signal.signal(s, h)
+

@@ -24,7 +24,7 @@ from palm_jax.runtime.errors import UserError, require
 
 # Fields that change only what is logged/evaluated/kept, never the computation resumed.
 SAFE_FIELDS = {
-    "palm": ("log.rollout_every_chunks", "log.rollout_rows", "eval.",
+    "palm": ("log.rollout_every_chunks", "log.rollout_rows", "log.wandb", "eval.",
              "checkpoint.every_chunks", "checkpoint.keep"),
     "atari100k": ("log_every", "checkpoint_every", "checkpoint_keep", "eval_"),
     "gan": ("log_every_kimg", "sample_every_kimg", "checkpoint_every_kimg",

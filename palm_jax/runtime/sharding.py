@@ -129,6 +129,18 @@ START_TIMEOUT_S = 3600
 _barriers = itertools.count()
 
 
+def _signature(x) -> tuple:
+  """What selects a compiled program for one argument leaf: shape, dtype and sharding of an
+  array; the value itself of anything else (a static argument, e.g. a linen module, which
+  hashes by its fields)."""
+  if hasattr(x, "shape") and hasattr(x, "dtype"):
+    return (np.shape(x), str(x.dtype), getattr(x, "sharding", None))
+  try:
+    return ("static", type(x).__name__, hash(x), x)
+  except TypeError:  # unhashable: only this very object may reuse the program
+    return ("static", type(x).__name__, id(x))
+
+
 def start_together(jitted: Callable, name: str) -> Callable:
   """`jitted`, whose every new argument signature all processes start together.
 
@@ -150,8 +162,7 @@ def start_together(jitted: Callable, name: str) -> Callable:
     leaves, tree = jax.tree.flatten(args)
     if any(isinstance(x, jax.core.Tracer) for x in leaves):
       return jitted(*args)  # traced (eval_shape, an outer jit): nothing runs here
-    key = (tree, tuple((np.shape(x), str(getattr(x, "dtype", type(x).__name__)),
-                        getattr(x, "sharding", None)) for x in leaves))
+    key = (tree, tuple(_signature(x) for x in leaves))
     program = compiled.get(key)
     if program is None:
       program = compiled[key] = jitted.lower(*args).compile()

@@ -1,0 +1,282 @@
+"""Weights & Biases logging (`config.log.wandb`, palm_jax/runtime/wandb_log.py), offline.
+
+A smoke run with W&B on writes an offline W&B run whose scalars and steps are those of
+metrics.jsonl, with the rollout pictures and the config; a resumed run continues the same
+W&B run id; W&B off writes nothing of W&B's; W&B on without the package is one sentence
+before anything compiles; sweeps group their members. The offline `.wandb` files are read
+back with the record format W&B writes (a LevelDB-style log of protobuf `Record`s).
+"""
+import glob
+import json
+import os
+import runpy
+import struct
+import sys
+
+import numpy as np
+import pytest
+
+from palm_jax import jobs
+from palm_jax.experiments import spec
+from palm_jax.runtime import metrics, preemption, run_records, wandb_log
+from palm_jax.runtime.errors import UserError
+
+wandb = pytest.importorskip("wandb")
+from wandb.proto import wandb_internal_pb2  # pylint: disable=g-import-not-at-top
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_BLOCK, _HEADER = 32768, 7  # W&B's record log: 32 KiB blocks, 7-byte headers
+
+
+def _records(path):
+  """Every protobuf `Record` of an offline run's `run-<id>.wandb` file, in order.
+
+  The file starts with `:W&B` + magic + version (7 bytes); then 32 KiB blocks of records,
+  each `crc32 (4) | length (2) | type (1)` + payload; type 1 is a whole record, 2/3/4 its
+  first/middle/last piece; a block's last < 7 bytes are zero padding.
+  """
+  with open(path, "rb") as f:
+    data = f.read()
+  assert data[:4] == b":W&B", data[:7]
+  pos, pieces = _HEADER, b""
+  while pos + _HEADER <= len(data):
+    room = _BLOCK - pos % _BLOCK
+    if room < _HEADER:
+      pos += room
+      continue
+    _, n, kind = struct.unpack("<IHB", data[pos:pos + _HEADER])
+    if n == 0 and kind == 0:  # zero padding to the end of the block
+      pos += room
+      continue
+    pieces += data[pos + _HEADER:pos + _HEADER + n]
+    pos += _HEADER + n
+    if kind in (1, 4):
+      record = wandb_internal_pb2.Record()
+      record.ParseFromString(pieces)
+      pieces = b""
+      yield record
+
+
+def _read_offline_runs(where):
+  """[{id, group, tags, config, history: {step: {key: value}}, images: {step: {name}},
+  finished}] of every offline run folder under `where`, oldest first.
+
+  `run.finish()` returns once the run's exit is handled, but W&B's service process may
+  write the file's last buffer a moment later; `wandb.teardown()` waits for it."""
+  wandb.teardown()
+  runs = []
+  for path in sorted(glob.glob(os.path.join(where, "offline-run-*", "run-*.wandb"))):
+    out = {"history": {}, "images": {}, "config": {}, "finished": False}
+    for r in _records(path):
+      kind = r.WhichOneof("record_type")
+      if kind == "run":
+        out.update(id=r.run.run_id, group=r.run.run_group, tags=list(r.run.tags))
+        out["config"].update({u.key: json.loads(u.value_json) for u in r.run.config.update})
+      elif kind == "config":
+        out["config"].update({u.key: json.loads(u.value_json) for u in r.config.update})
+      elif kind == "history":
+        step = r.history.step.num
+        for item in r.history.item:
+          key = [item.key] if item.key else list(item.nested_key)
+          if len(key) > 1:  # a wandb.Image: {"rollouts": {"_type": "image-file", ...}}
+            if key[1] == "_type" and json.loads(item.value_json) == "image-file":
+              out["images"].setdefault(step, set()).add(key[0])
+          elif not key[0].startswith("_"):  # _step, _runtime, _timestamp: W&B's own
+            out["history"].setdefault(step, {})[key[0]] = json.loads(item.value_json)
+      elif kind == "exit":
+        out["finished"] = True
+    runs.append(out)
+  return runs
+
+
+def _jsonl(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _config(**overrides):
+  c = runpy.run_path(os.path.join(ROOT, "configs", "smoke.py"))["get_config"]()
+  c.eval.train = ""
+  c.total_env_steps = 64 * 16
+  c.log.chunk_iterations = 8
+  for k, v in overrides.items():
+    section, _, name = k.rpartition(".")
+    (c[section] if section else c)[name] = v
+  return c
+
+
+@pytest.fixture
+def offline_env(tmp_path, monkeypatch):
+  """W&B offline (no account, no network), its settings and caches under tmp_path."""
+  monkeypatch.setenv("WANDB_MODE", "offline")
+  monkeypatch.setenv("WANDB_SILENT", "true")
+  for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+    monkeypatch.setenv(var, str(tmp_path / "wandb_home" / var.lower()))
+  monkeypatch.delenv("WANDB_DIR", raising=False)
+  monkeypatch.delenv("WANDB_RUN_ID", raising=False)
+  monkeypatch.delenv("WANDB_RESUME", raising=False)
+  return tmp_path
+
+
+def test_smoke_run_logs_what_metrics_jsonl_holds_and_a_resume_continues_the_run(
+    offline_env, monkeypatch):
+  workdir = str(offline_env / "run")
+  wb = {"log.wandb": True, "log.wandb_project": "palm_test", "log.wandb_tags": ("smoke", "t")}
+  # SIGTERM after the first chunk (as preemption.requested() reports it): the loop saves,
+  # closes what it owns (the writer finishes its W&B run) and raises Preempted.
+  with monkeypatch.context() as patch, pytest.raises(preemption.Preempted):
+    patch.setattr(preemption, "requested", lambda sync=True: True)
+    jobs.run_job(_config(**wb), workdir)
+  with open(os.path.join(workdir, wandb_log.RUN_FILE)) as f:
+    recorded = json.load(f)
+  assert recorded["project"] == "palm_test"
+  (stopped,) = _read_offline_runs(os.path.join(workdir, "wandb"))
+  assert stopped["id"] == recorded["id"] and stopped["finished"]
+  assert sorted(stopped["history"]) == [512]
+  assert stopped["tags"] == ["smoke", "t"] and stopped["group"] == ""
+  assert stopped["config"]["log.wandb"] is True and stopped["config"]["env.num_envs"] == 64
+
+  # The rerun resumes the checkpoint and the W&B run; then again with a longer budget.
+  jobs.run_job(_config(**wb), workdir)
+  jobs.run_job(_config(total_env_steps=64 * 24, **wb), workdir, allow_config_change=True)
+  runs = _read_offline_runs(os.path.join(workdir, "wandb"))
+  assert len(runs) == 3 and runs[0] == stopped
+  assert all(r["id"] == recorded["id"] and r["finished"] for r in runs)
+  assert [r["config"]["total_env_steps"] for r in runs] == [64 * 16, 64 * 16, 64 * 24]
+  assert [sorted(r["history"]) for r in runs] == [[512], [1024], [1536]]
+
+  # Every metrics.jsonl line is one W&B history row: same step, same keys, same values.
+  rows = _jsonl(workdir)
+  assert [r["step"] for r in rows] == [512, 1024, 1536]
+  logged = {s: h for r in runs for s, h in r["history"].items()}
+  for row in rows:
+    step = row.pop("step")
+    assert set(logged[step]) == set(row), step
+    np.testing.assert_allclose([logged[step][k] for k in sorted(row)],
+                               [row[k] for k in sorted(row)], rtol=1e-6)
+  # The rollout grids TensorBoard gets (rollout_every_chunks=3: the last chunk of each run).
+  assert [r["images"] for r in runs] == [{}, {1024: {"rollouts"}}, {1536: {"rollouts"}}]
+
+
+def test_writer_sends_scalars_and_images_to_wandb_dir_and_resumes_the_id(offline_env,
+                                                                         monkeypatch):
+  where = offline_env / "elsewhere"
+  monkeypatch.setenv("WANDB_DIR", str(where))  # W&B's own variable wins over the workdir
+  settings = wandb_log.Settings(True, "palm_test", group="sweep_a", config={"seed": 3})
+  workdir = str(offline_env / "member")
+  w = metrics.MetricWriter(workdir, enabled=True, wandb=settings)
+  w.write_scalars(10, {"a": 1.5, "b": np.float32(2.0), "bad": float("nan")})
+  w.write_image(10, "grid", np.zeros((8, 12, 1), np.uint8))
+  w.flush()  # TensorBoard's flush leaves the W&B run open
+  w.write_scalars(20, {"a": 0.5})
+  w.close()
+  again = metrics.MetricWriter(workdir, enabled=True, wandb=settings)
+  again.write_scalars(30, {"a": 0.25})
+  again.close()
+  assert not os.path.exists(os.path.join(workdir, "wandb"))
+  first, second = _read_offline_runs(str(where / "wandb"))
+  assert first["id"] == second["id"] and first["group"] == "sweep_a"
+  assert first["config"]["seed"] == 3 and first["finished"] and second["finished"]
+  # NaN stays in metrics.jsonl only, as in TensorBoard.
+  assert first["history"] == {10: {"a": 1.5, "b": 2.0}, 20: {"a": 0.5}}
+  assert first["images"] == {10: {"grid"}} and second["history"] == {30: {"a": 0.25}}
+
+
+def test_wandb_off_writes_nothing_of_wandbs(offline_env):
+  config = _config()
+  assert config.log.wandb is False and config.log.wandb_project == "palm_jax"
+  settings = wandb_log.Settings.from_config(config)
+  assert settings == wandb_log.Settings()
+  workdir = str(offline_env / "run")
+  w = metrics.MetricWriter(workdir, enabled=True, wandb=settings)
+  w.write_scalars(1, {"a": 1.0})
+  w.write_image(1, "grid", np.zeros((4, 4, 3), np.uint8))
+  w.close()
+  assert sorted(os.listdir(workdir)) == ["metrics.jsonl", "tb"]
+  assert not glob.glob(str(offline_env / "**" / "wandb*"), recursive=True)
+
+
+def test_wandb_on_without_the_package_is_one_sentence_before_compiling(offline_env,
+                                                                       monkeypatch):
+  monkeypatch.setitem(sys.modules, "wandb", None)  # `import wandb` raises ImportError
+  workdir = str(offline_env / "run")
+  with pytest.raises(UserError) as e:
+    jobs.run_job(_config(**{"log.wandb": True}), workdir)
+  message = str(e.value)
+  assert "pip install wandb" in message and "config.log.wandb=False" in message
+  assert message.count(". ") == 0 and message.endswith(".")
+  assert not os.path.exists(os.path.join(workdir, "checkpoints"))
+  assert not os.path.exists(os.path.join(workdir, "metrics.jsonl"))
+
+
+def test_config_mistakes_are_one_sentence():
+  with pytest.raises(UserError, match="wandb_tags"):
+    wandb_log.Settings.from_config(_config(**{"log.wandb": True, "log.wandb_tags": (1,)}))
+  with pytest.raises(UserError, match="wandb_project"):
+    wandb_log.Settings.from_config(_config(**{"log.wandb": True, "log.wandb_project": " "}))
+
+
+def test_sweep_members_that_log_to_wandb_are_grouped_by_the_sweep(tmp_path):
+  sweep = runpy.run_path(os.path.join(ROOT, "configs", "sweeps", "common.py"))[
+      "sweep_config"](True)
+  sweep.axes = (("seed", (0, 1)),)
+  plain = spec.expand(sweep, str(tmp_path / "plain_sweep"))
+  assert all("log.wandb_group" not in dict(m.stages[0].overrides) for m in plain)
+  sweep.overrides = (("eval.train", ""), ("log.wandb", True))
+  members = spec.expand(sweep, str(tmp_path / "fig4_seeds"))
+  for m in members:
+    config = spec.resolve(m.stages[0].config_file, m.stages[0].overrides)
+    assert config.log.wandb_group == "fig4_seeds" and config.log.wandb
+    assert "--config.log.wandb_group=fig4_seeds" in m.stages[0].argv(m.workdir)
+  sweep.overrides = (("eval.train", ""), ("log.wandb", True), ("log.wandb_group", "mine"))
+  for m in spec.expand(sweep, str(tmp_path / "fig4_seeds")):
+    assert dict(m.stages[0].overrides)["log.wandb_group"] == "mine"
+    assert [k for k, _ in m.stages[0].overrides].count("log.wandb_group") == 1
+
+
+def test_turning_wandb_on_when_resuming_needs_no_allow_config_change(tmp_path):
+  """A workdir checkpointed before the W&B fields existed (or with them off) resumes with
+  W&B on: `log.wandb*` only change what is logged (run_records.SAFE_FIELDS)."""
+  workdir = str(tmp_path)
+  old = run_records.config_json(_config())
+  for key in [k for k in old["log"] if k.startswith("wandb")]:
+    del old["log"][key]
+  with open(os.path.join(workdir, "config_palm.json"), "w") as f:
+    json.dump(old, f)
+  os.makedirs(os.path.join(workdir, "checkpoints", "512"))
+  run_records.check_resume_config(workdir, "palm", _config(**{
+      "log.wandb": True, "log.wandb_group": "g", "log.wandb_tags": ("t",)}), False)
+  with pytest.raises(UserError, match="env.alpha"):  # the guard itself still guards
+    run_records.check_resume_config(workdir, "palm", _config(**{"env.alpha": 0.1}), False)
+
+
+def test_population_members_log_to_their_own_runs_at_once(offline_env):
+  """A population's writers are open together in one process (reinit="create_new")."""
+  settings = wandb_log.Settings(True, "palm_test")
+  writers = [metrics.MetricWriter(str(offline_env / f"seed{i}"), enabled=True,
+                                  wandb=settings) for i in range(2)]
+  for step in (8, 16):
+    for i, w in enumerate(writers):
+      w.write_scalars(step, {"loss": float(i * 100 + step)})
+  for w in writers:
+    w.close()
+  runs = [_read_offline_runs(str(offline_env / f"seed{i}" / "wandb")) for i in range(2)]
+  assert [len(r) for r in runs] == [1, 1] and runs[0][0]["id"] != runs[1][0]["id"]
+  for i, (run,) in enumerate(runs):
+    assert run["history"] == {8: {"loss": i * 100 + 8.0}, 16: {"loss": i * 100 + 16.0}}
+
+
+def test_steps_a_resumed_run_already_has_are_not_sent_again(offline_env, monkeypatch):
+  """Online, a resumed W&B run reports where its history goes on (`starting_step`); the
+  steps a resumed job redoes below it stay in metrics.jsonl only (W&B would drop them with
+  a warning each). Offline runs report 0, as the other tests see."""
+  monkeypatch.setattr(wandb.sdk.wandb_run.Run, "starting_step", property(lambda self: 25))
+  workdir = str(offline_env / "run")
+  w = metrics.MetricWriter(workdir, enabled=True, wandb=wandb_log.Settings(True, "palm_test"))
+  for step in (16, 24, 32):
+    w.write_scalars(step, {"a": float(step)})
+  w.write_image(24, "grid", np.zeros((4, 4, 3), np.uint8))
+  w.close()
+  (run,) = _read_offline_runs(os.path.join(workdir, "wandb"))
+  assert run["history"] == {32: {"a": 32.0}} and run["images"] == {}
+  assert [r["step"] for r in _jsonl(workdir)] == [16, 24, 32]
