@@ -129,7 +129,7 @@ def test_a_stop_signal_saves_an_offline_run_and_the_rerun_finishes(tmp_path, sha
   asked = iter([True])   # the signal arrives during the first chunk
   monkeypatch.setattr(preemption, "requested", lambda sync=True: next(asked, False))
   workdir = str(tmp_path / pairs_source)
-  with pytest.raises(preemption.Preempted, match=r"after 1 chunks: checkpoint saved at env "
+  with pytest.raises(preemption.Preempted, match=r"after 1 chunk: checkpoint saved at env "
                                                  r"step 512 in .*rerun the same command"):
     palm_job.run(config, workdir)
   assert os.listdir(checkpoint.checkpoint_dir(workdir)) == ["512"]

@@ -86,7 +86,9 @@ def _read_offline_runs(where):
       elif kind == "exit":
         out["finished"] = True
     runs.append(out)
-  return runs
+  # Oldest first by what they logged: two segments started within one second have folder
+  # names that do not order them.
+  return sorted(runs, key=lambda r: min(r["history"], default=float("inf")))
 
 
 def _jsonl(workdir):
