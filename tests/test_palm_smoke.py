@@ -18,6 +18,7 @@ from palm_jax.jobs import palm as palm_job
 from palm_jax.palm import trainer as train
 from palm_jax.runtime import checkpoint
 from palm_jax.runtime.errors import UserError
+from checkpoint_damage import truncate_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -119,14 +120,6 @@ def test_interrupted_run_resumes_to_identical_result(tmp_path, monkeypatch, full
   assert len([p for p in os.listdir(full_dir / "rollouts") if p.endswith(".png")]) == 2
 
 
-def _truncate_state(step_dir):
-  for root, _, names in os.walk(os.path.join(step_dir, "state")):
-    for name in names:
-      if os.sep + "d" in root:
-        with open(os.path.join(root, name), "r+b") as f:
-          f.truncate(10)
-
-
 def _wait_until(proc, cond, seconds=300):
   deadline = time.time() + seconds
   while time.time() < deadline and proc.poll() is None and not cond():
@@ -187,7 +180,7 @@ def test_cli_sigterm_then_sigkill_resume_exactly_then_get_past_a_corrupt_checkpo
   _assert_same_log(workdir, full_run[0])     # every env step once, the same frames
 
   config = _config(**overrides)              # the command line's config, in process
-  _truncate_state(str(workdir / "checkpoints" / str(total)))
+  truncate_state(str(workdir / "checkpoints" / str(total)))
   with caplog.at_level("INFO"):
     main.run_job(config, str(workdir))
   assert f"Checkpoint {total} cannot be read (its data files are truncated or corrupt); " \

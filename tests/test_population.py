@@ -13,6 +13,7 @@ from palm_jax.jobs import palm as palm_job
 from palm_jax.palm import population
 from palm_jax.runtime import preemption
 from palm_jax.runtime.errors import UserError
+from checkpoint_damage import truncate_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -103,7 +104,7 @@ def test_member_equals_its_single_run_after_a_stop_and_resume(tmp_path, monkeypa
                              rtol=1e-3, atol=1e-5)
   # One member's newest checkpoint is corrupt: it resumes from 256, and so does the other
   # member (its readable 512 set aside), and the rerun ends where the first run did.
-  _truncate_state(str(pop_dir / "members" / "seed0" / "checkpoints" / "512"))
+  truncate_state(str(pop_dir / "members" / "seed0" / "checkpoints" / "512"))
   again = palm_job.run(config, str(pop_dir))
   assert os.listdir(pop_dir / "members" / "seed0" / "checkpoints" / "broken") == ["512"]
   assert os.listdir(member / "checkpoints" / "ahead") == ["512"]
@@ -121,14 +122,6 @@ def test_member_equals_its_single_run_after_a_stop_and_resume(tmp_path, monkeypa
   assert [r.workdir for r in changed] == [str(pop_dir / "members" / n) for n in ("seed0",
                                                                                  "seed1")]
   assert os.path.exists(member / "config_palm.1.json")   # the changed config, kept beside
-
-
-def _truncate_state(step_dir):
-  for root, _, names in os.walk(os.path.join(step_dir, "state")):
-    for name in names:
-      if os.sep + "d" in root:
-        with open(os.path.join(root, name), "r+b") as f:
-          f.truncate(10)
 
 
 def test_the_accelerator_loop_traces_for_a_population():

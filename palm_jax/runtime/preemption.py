@@ -47,20 +47,29 @@ def _handler(signum, frame) -> None:  # pylint: disable=unused-argument
 
 
 @contextlib.contextmanager
-def stop_requests() -> Iterator[None]:
-  """Within the block, SIGTERM/SIGINT only set `requested()` (main thread only)."""
-  if threading.current_thread() is not threading.main_thread():
-    yield
-    return
+def _handling(handler) -> Iterator[None]:
+  """`handler` for SIGTERM and SIGINT within the block, the previous ones after it."""
   previous = {s: signal.getsignal(s) for s in _SIGNALS}
-  _received.clear()
   for s in _SIGNALS:
-    signal.signal(s, _handler)
+    signal.signal(s, handler)
   try:
     yield
   finally:
     for s, h in previous.items():
       signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def stop_requests() -> Iterator[None]:
+  """Within the block, SIGTERM/SIGINT only set `requested()` (main thread only)."""
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  _received.clear()
+  try:
+    with _handling(_handler):
+      yield
+  finally:
     _received.clear()
 
 
@@ -105,14 +114,8 @@ def stop_at_once(what: str, step_text: str,
     signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
     raise stopped(what, step_text, command_hint)
 
-  previous = {s: signal.getsignal(s) for s in _SIGNALS}
   if _received:
     raise stopped(what, step_text, command_hint)
-  for s in _SIGNALS:
-    signal.signal(s, raise_now)
-  try:
+  with _handling(raise_now):
     yield
-  finally:
-    for s, h in previous.items():
-      signal.signal(s, h)
 
