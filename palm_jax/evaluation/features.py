@@ -186,6 +186,14 @@ def encode_batch(model: resnet.ResNet, variables: Any, images: jax.Array) -> jax
   return model.apply(variables, images, train=False)
 
 
+@functools.cache
+def _encode_program():
+  """`encode_batch`, started together by every process of a multi-process run (gloo's 30 s
+  connect); one wrapper per process, so every extractor shares its compiled programs
+  (built on first use: the process count is known only after `jax.distributed`)."""
+  return sharding.start_together(encode_batch, "features")
+
+
 class FeatureExtractor:
   """`extractor(images uint8 [N, H, W, 3]) → float32 [N, F]` with one compiled program.
 
@@ -203,8 +211,6 @@ class FeatureExtractor:
     host = sharding.to_host({k: v for k, v in encoder.variables.items()
                              if k in ("params", "batch_stats")})
     self._variables = sharding.host_to_global(host, self.mesh, sharded=False)
-    # Multi-process: every process starts the program together (gloo's 30 s connect).
-    self._encode = sharding.start_together(encode_batch, "features")
 
   def __call__(self, images: np.ndarray) -> np.ndarray:
     images = np.asarray(images)
@@ -219,8 +225,8 @@ class FeatureExtractor:
       if batch.shape[0] < bs:
         pad = np.zeros((bs - batch.shape[0],) + batch.shape[1:], np.uint8)
         batch = np.concatenate([batch, pad])
-      outputs.append(self._encode(self.encoder.model, self._variables,
-                                  sharding.host_to_global(batch[rows], self.mesh)))
+      outputs.append(_encode_program()(self.encoder.model, self._variables,
+                                       sharding.host_to_global(batch[rows], self.mesh)))
     feats = (np.concatenate(sharding.to_host(outputs))[:n] if outputs
              else np.zeros((0, self.encoder.feature_dim), np.float32))
     logging.info("Features of %d images in %.1fs (%d per batch).", n,

@@ -4,7 +4,8 @@ The weights cannot be downloaded at run time: pass the pytorch-fid file
 `pt_inception-2015-12-05-6726825d.pth` (a PyTorch state dict; reading it needs torch) or a
 `.npz` with the same keys (`Conv2d_1a_3x3.conv.weight`, `Mixed_5b.branch1x1.bn.running_mean`,
 ...; convert once with `python -c "from palm_jax.evaluation import fid;
-fid.convert('in.pth', 'out.npz')"`, then no torch is needed). The network is pytorch-fid's `InceptionV3` up to the 2048-d pool3 features:
+fid.convert('in.pth', 'out.npz')"`, then no torch is needed). The network is pytorch-fid's
+`InceptionV3` up to the 2048-d pool3 features:
 bilinear resize to 299x299 (align_corners=False), `2x - 1`, torchvision's stem and blocks
 with FIDInceptionA/C/E_1/E_2 (average pools exclude padding; the last block max-pools).
 Every convolution is `relu(BN(conv(x)))` with BN eps 1e-3. Channel widths follow the

@@ -64,8 +64,8 @@ def run(config, workdir: str) -> None:
   result = {"generators": {name: path for name, (path, _) in gens.items()},
             "train": train.spec, "test": test.spec, "num_train": len(train),
             "num_test": len(test), "num_per_class": int(config.num_per_class),
-            "cnn_steps": int(config.cnn_steps),
-            "linear_max_iter": int(config.linear_max_iter), "seed": int(config.seed), "scores": table,
+            "cnn_steps": int(config.cnn_steps), "linear_max_iter": int(config.linear_max_iter),
+            "seed": int(config.seed), "scores": table,
             "seconds": round(time.time() - t0, 1)}
   if jax.process_index() != 0:
     return

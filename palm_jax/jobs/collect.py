@@ -1,4 +1,5 @@
-"""`config.job = "collect"`: Atari frames from N emulators into a frame log (palm_jax.atari.collect)."""
+"""`config.job = "collect"`: Atari frames from N emulators into a frame log
+(`palm_jax.atari.collect`)."""
 from __future__ import annotations
 
 from palm_jax.atari import collect as collect_lib

@@ -196,7 +196,8 @@ def run_updates(config, workdir: str, plan, cadence, ss_cfg, *, frame_shape, upd
                                                      env_steps):
         ckpt_lib.save_snapshot(snaps, env_steps, encoder, meta_fn(env_steps))
       if stop and not last:
-        loop.stop(metrics_lib.plural(chunks_done, "chunk"), f"env step {env_steps:,} in {ckpt.directory}")
+        loop.stop(metrics_lib.plural(chunks_done, "chunk"),
+                  f"env step {env_steps:,} in {ckpt.directory}")
     if ckpt.latest_step() is None:  # no updates at all (warm-up = the whole run): the
       # initial encoder, the same one the PALM run of this seed starts from (a random-init
       # baseline that evaluations read like any run).

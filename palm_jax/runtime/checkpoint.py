@@ -64,6 +64,8 @@ def _without_read_only_notice():
     yield
   finally:
     logger.removeFilter(quiet)
+
+
 def tree_bytes(*trees: Any) -> int:
   """Bytes of all array leaves (arrays or ShapeDtypeStructs) of `trees`, global shapes."""
   total = 0

@@ -118,4 +118,3 @@ def stop_at_once(what: str, step_text: str,
     raise stopped(what, step_text, command_hint)
   with _handling(raise_now):
     yield
-
