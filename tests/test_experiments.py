@@ -13,6 +13,7 @@ import types
 import ml_collections
 import numpy as np
 import pytest
+from scipy import stats
 
 from palm_jax import main
 from palm_jax.experiments import (aggregate, cluster, intervals, plots, runner, spec, sweep)
@@ -295,6 +296,21 @@ def test_bootstrap_intervals_against_brute_force_enumeration():
   diff, low, high = intervals.difference_interval(a, b)
   assert diff == pytest.approx(np.mean(a) - np.mean(b))
   assert (low, high) == (pytest.approx(lo), pytest.approx(hi)) and low > 0
+  # Welch's interval excludes 0 exactly when scipy's Welch t-test rejects at 5 %, and its
+  # centre is the difference; one seed a side is never called (a zero-width bootstrap).
+  for a2, b2 in ((a, b), ([0.30, 0.34, 0.31], [0.29, 0.33, 0.30]),
+                 ([0.30, 0.32, 0.31], [0.25, 0.26, 0.28, 0.24])):
+    w_low, w_high = intervals.welch_interval(a2, b2)
+    p = stats.ttest_ind(a2, b2, equal_var=False).pvalue
+    assert (w_low > 0 or w_high < 0) == (p < 0.05)
+    assert (w_low + w_high) / 2 == pytest.approx(np.mean(a2) - np.mean(b2))
+    assert p < 0.05 or not intervals.called(a2, b2)
+  assert intervals.called(a, b) and not intervals.called([0.30, 0.34, 0.31], [0.29, 0.33, 0.30])
+  assert not intervals.called([0.5], [0.1]) and math.isnan(intervals.welch_interval([0.5], b)[0])
+  # The bootstrap alone would call a, c (its interval excludes 0); Welch's, at 3 seeds, does not.
+  c = [0.0, 0.9, 0.2]
+  assert intervals.difference_interval(a, c)[1] > 0 and intervals.welch_interval(a, c)[0] < 0
+  assert not intervals.called(a, c)
   # Larger samples: seeded Monte Carlo, close to the normal-theory interval.
   rng = np.random.default_rng(0)
   x = rng.normal(0.5, 0.1, 40)
@@ -342,9 +358,12 @@ def test_aggregation_reads_knn_cv_and_training_metrics_and_calls_differences(fak
           in md)
   diff, low, high = intervals.difference_interval(cv_top1["palm"], cv_top1["init"])
   assert low > 0
+  w_low, w_high = intervals.welch_interval(cv_top1["palm"], cv_top1["init"])
+  assert w_low > 0
   assert (f"| probe/cv_top1 | palm | init | 3 / 3 | {diff:+.4f} | [{low:+.4f}, {high:+.4f}] "
-          "| yes |") in md
-  assert "| knn/cv_k20_top1 | palm | init | 3 / 3 | +0.0000 | [+0.0000, +0.0000] | no |" in md
+          f"| [{w_low:+.4f}, {w_high:+.4f}] | yes |") in md
+  assert ("| knn/cv_k20_top1 | palm | init | 3 / 3 | +0.0000 | [+0.0000, +0.0000] "
+          "| [+0.0000, +0.0000] | no |") in md
   with pytest.raises(UserError, match="config.contrasts has"):
     config.contrasts = (("palm", "nope"),)
     config.mode = "aggregate"
