@@ -62,6 +62,11 @@ def test_palm_snapshots_outlive_rotation_and_exploration_metrics_are_logged(tmp_
   shutil.rmtree(checkpoint.checkpoint_dir(workdir))
   assert checkpoint.has_encoder(workdir)
   assert features.load_encoder(workdir).step == 512
+  # Its rerun starts from step 0 and gets to 512 again: the old snapshot moves to
+  # snapshots/ahead/ instead of failing that save ("Checkpoint for step 512 already exists").
+  palm_job.run(config, workdir)
+  assert checkpoint.all_encoder_steps(workdir) == [512, 1536]
+  assert os.listdir(os.path.join(checkpoint.snapshot_dir(workdir), "ahead")) == ["512"]
   rows = _rows(workdir)
   assert len(rows) == 3
   for row in rows:

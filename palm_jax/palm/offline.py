@@ -166,6 +166,7 @@ def run_updates(config, workdir: str, plan, cadence, ss_cfg, *, frame_shape, upd
         workdir, wandb=wandb_log.Settings.from_config(config)))
     loop.own(ckpt, snaps)
     writer.truncate_after(iteration * plan.env_steps_per_iteration)
+    ckpt_lib.set_aside_stale_snapshots(snaps, iteration * plan.env_steps_per_iteration)
     while iteration < plan.total_iterations:
       start, per_update = time.time(), []
       prev_steps = iteration * plan.env_steps_per_iteration

@@ -193,6 +193,8 @@ def train(config, workdir: str, *, allow_config_change: bool = False) -> list[Tr
     loop.own(exp_log)
     for w in writers:
       w.truncate_after(env_steps)
+    for _, snaps in ckpts:
+      ckpt_lib.set_aside_stale_snapshots(snaps, env_steps)
     progress = metrics_lib.Progress(plan.total_env_steps, start=env_steps,
                                     unit="env steps" if n == 1 else "member env steps")
     if exp_log is not None:

@@ -293,6 +293,15 @@ def checkpointers(workdir: str, keep: int, snapshot_steps=()
   return rolling, snaps
 
 
+def set_aside_stale_snapshots(snaps: Checkpointer | None, step: int) -> None:
+  """Before a run goes on from env step `step`: snapshots after it were written by an attempt
+  killed before its next checkpoint (SIGKILL, a lost machine). The run saves them again when
+  it gets there, so the old ones move to `snapshots/ahead/` instead of blocking that save."""
+  if snaps is not None:
+    snaps.set_aside_after(step, f"an earlier attempt saved it after step {step:,}, where this "
+                          "run starts; it is saved again when the run gets there")
+
+
 def save_snapshot(snaps: Checkpointer, step: int, encoder: Any, meta: dict) -> None:
   """A permanent encoder snapshot (state = the encoder: no optimiser, no replay)."""
   snaps.save(step, state={"encoder": encoder}, meta=dict(meta, snapshot=True), encoder=encoder)
