@@ -140,6 +140,8 @@ def test_expansion_names_order_and_resolved_configs(fake_jobs, tmp_path):
     ({"variants": (("a", {}), ("a", {"seed": 1}))}, "repeats a name"),
     ({"mode": "cloud"}, "config.mode='cloud' is not known"),
     ({"base": "configs/nope.py"}, "does not exist"),
+    ({"plots": ml_collections.ConfigDict({"kind": "bar", "reference": "random_init"})},
+     "config.plots.reference='random_init' is not one of the sweep's conditions"),
 ])
 def test_validation_is_one_sentence_before_anything_runs(fake_jobs, tmp_path, fields,
                                                          message):
@@ -196,7 +198,8 @@ def _write(path, obj):
     json.dump(obj, f) if not isinstance(obj, str) else f.write(obj)
 
 
-def test_aggregation_matches_hand_computation_and_lists_failures(fake_jobs, tmp_path):
+def test_aggregation_matches_hand_computation_and_lists_failures(fake_jobs, tmp_path,
+                                                                 monkeypatch):
   workdir = str(tmp_path / "w")
   config = _sweep(tmp_path, variants=(), axes=(("env.alpha", (0.0, 0.5)), ("seed", (0, 1, 2))))
   members = {m.name: m for m in spec.expand(config, workdir)}
@@ -251,6 +254,17 @@ def test_aggregation_matches_hand_computation_and_lists_failures(fake_jobs, tmp_
   with pytest.raises(UserError, match="not one of the sweep's axes"):
     plots.plot(result["rows"], ["env.alpha", "seed"], f"{workdir}/plots", kind="heatmap",
                metric="linear_eval/test_top1", x="env.beta", y="env.alpha")
+  # A reference condition: a dashed line at its mean (0.33) over a band on its interval.
+  from matplotlib.axes import Axes
+  drawn = []
+  for name in ("axhline", "axhspan"):
+    original = getattr(Axes, name)
+    monkeypatch.setattr(Axes, name, lambda self, *a, _n=name, _o=original, **k:
+                        (drawn.append((_n, a)), _o(self, *a, **k))[1])
+  plots.plot(result["rows"], ["env.alpha", "seed"], f"{workdir}/plots", kind="bar",
+             metric="linear_eval/test_top1", reference="alpha=0")
+  assert [n for n, _ in drawn] == ["axhline", "axhspan"]
+  assert drawn[0][1][0] == pytest.approx(0.33) and drawn[1][1] == pytest.approx((0.30, 0.35))
 
 
 def test_the_sweep_trains_the_members_generator_once_first(fake_jobs, tmp_path, monkeypatch):

@@ -44,9 +44,11 @@ def sweep_config(mini: bool) -> ml_collections.ConfigDict:
   c.plots.metric = "linear_eval/test_top1"  # the metric plotted
   c.plots.x = ""             # heatmap columns / curve x axis (an axis key, e.g. env.beta)
   c.plots.y = ""             # heatmap rows (an axis key, e.g. env.alpha)
+  c.plots.reference = ""     # bars: a condition drawn as a dashed line across (e.g. a floor)
   # Differences to call: (condition a, condition b) pairs (member names without the seed);
-  # results.md tabulates mean(a) − mean(b) of each contrast metric with its 95 % bootstrap
-  # interval over seeds (palm_jax/experiments/intervals.py), "yes" when it excludes 0.
+  # results.md tabulates mean(a) − mean(b) of each contrast metric with two 95 % intervals
+  # over seeds, the bootstrap and Welch's t (palm_jax/experiments/intervals.py): "yes" when
+  # both exclude 0 and each side has two seeds or more.
   c.contrasts = ()
   c.contrast_metrics = ()
   # SLURM job array (mode=slurm): one member per array task, one node each.

@@ -84,4 +84,5 @@ def get_config(arg=None):
                         "ood/probe_test_top1")
   c.plots.kind = "bar"
   c.plots.metric = "probe/cv_top1"
+  c.plots.reference = "random_init"    # the floor every generator-trained variant must beat
   return c

@@ -1,9 +1,12 @@
 """The paper's figure types from a sweep's results rows (aggregate.collect), as PNGs.
 
   bar      Fig 4: one bar per condition (member name without the seed), height = mean over
-           seeds of `metric`, error bar = the 95 % bootstrap interval of that mean
-           (intervals.py), one dot per seed, "n=<seeds>" above each bar; the value axis
-           spans the data (not from 0), so differences of a point stay visible
+           seeds of `metric` at each member's last evaluated step, error bar = the 95 %
+           bootstrap interval of that mean (intervals.py), one dot per seed, "n=<seeds>"
+           above each bar; the value axis spans the data (not from 0), so differences of a
+           point stay visible; with
+           `reference` (a condition, e.g. the random-init encoder) a dashed line at its mean
+           and a band over its interval run across the figure
   heatmap  Fig 5: rows = values of axis `y` (e.g. env.alpha), columns = values of axis `x`
            (e.g. env.beta), cell = mean over seeds, annotated "mean\\n± std"; one heat map
            per remaining condition (e.g. per variant); a cell without values is blank, "n=0"
@@ -56,8 +59,21 @@ def _values(rows, metric):
   return [r for r in rows if r["metric"] == metric and r["value"] != ""]
 
 
+def _final(rows, metric):
+  """The rows of `metric` at each member's last evaluated step: a bar is the final encoders'
+  (a snapshot's evaluation, e.g. linear_eval_step48.json, is another row of that member)."""
+  step = lambda r: int(r["step"]) if str(r["step"]).strip() else -1  # noqa: E731
+  last: dict = {}
+  for r in rows:
+    if r["metric"] == metric and r["value"] != "":
+      last[r["member"]] = max(last.get(r["member"], -1), step(r))
+  return [r for r in rows if r["metric"] == metric and
+          (r["value"] == "" or step(r) == last[r["member"]])]
+
+
 def plot(rows: Sequence[dict], axis_keys: Sequence[str], out_dir: str, *, kind: str,
-         metric: str, x: str = "", y: str = "", title: str = "") -> str | None:
+         metric: str, x: str = "", y: str = "", title: str = "", reference: str = ""
+         ) -> str | None:
   """Draws one figure of `kind`; returns its path (None when no member has the metric)."""
   require(kind in KINDS, f"config.plots.kind={kind!r} is not known; use one of {KINDS} or "
                          "'' for no plot.")
@@ -70,7 +86,7 @@ def plot(rows: Sequence[dict], axis_keys: Sequence[str], out_dir: str, *, kind: 
   path = os.path.join(out_dir, f"{kind}_{spec_lib.format_value(metric)}.png")
   if kind == "bar":
     groups: dict = {}
-    for r in rows:  # a condition without any value keeps its place, drawn as "n=0"
+    for r in _final(rows, metric):  # a condition without any value keeps its place, "n=0"
       if r["metric"] == metric:
         values = groups.setdefault(r["condition"] or "all", [])
         if r["value"] != "":
@@ -85,6 +101,12 @@ def plot(rows: Sequence[dict], axis_keys: Sequence[str], out_dir: str, *, kind: 
             [hi - m for m, (_, hi) in zip(means, bounds)]]
     ax.bar(range(len(names)), means, yerr=errs, capsize=4, color="#9db4d9",
            edgecolor="#4c72b0")
+    if groups.get(reference):
+      i = names.index(reference)
+      ax.axhline(means[i], color="#c44e52", linestyle="--", linewidth=1,
+                 label=f"{reference} (mean, 95 % interval)")
+      ax.axhspan(*bounds[i], color="#c44e52", alpha=0.12)
+      ax.legend(loc="upper left", fontsize=8, frameon=False)
     for i, n in enumerate(names):
       ax.plot([i] * len(groups[n]), groups[n], "o", color="#1f2f4f", markersize=3)
     for i, (m, hi, s) in enumerate(zip(means, errs[1], stats)):

@@ -75,6 +75,10 @@ def run_sweep(config, workdir: str, *, run_job=None) -> None:
     require(len(pair) == 2 and all(c in conditions for c in pair),
             f"config.contrasts has {tuple(pair)!r}; each entry is a pair of the sweep's "
             f"conditions {conditions}.")
+  reference = (config.get("plots") or {}).get("reference", "")
+  require(not reference or reference in conditions,
+          f"config.plots.reference={reference!r} is not one of the sweep's conditions "
+          f"{conditions}; name one, or '' for no reference line.")
   if jax.process_index() != 0:
     return  # the sweep's bookkeeping is one process's job; members run as their own jobs
   workdir = os.path.abspath(workdir)
@@ -129,7 +133,8 @@ def run_sweep(config, workdir: str, *, run_job=None) -> None:
     path = plots_lib.plot(result["rows"], [k for k, _ in members[0].axes],
                           os.path.join(workdir, "plots"), kind=plots["kind"],
                           metric=plots.get("metric", "linear_eval/test_top1"),
-                          x=plots.get("x", ""), y=plots.get("y", ""), title=title)
+                          x=plots.get("x", ""), y=plots.get("y", ""), title=title,
+                          reference=plots.get("reference", ""))
     have = sorted({r["metric"] for r in result["rows"] if r["value"] != ""})
     print(f"sweep: wrote {path}" if path else
           f"sweep: no member has {plots.get('metric')!r} yet; no plot drawn"
