@@ -378,6 +378,11 @@ def test_aggregation_reads_knn_cv_and_training_metrics_and_calls_differences(fak
           f"| [{w_low:+.4f}, {w_high:+.4f}] | yes |") in md
   assert ("| knn/cv_k20_top1 | palm | init | 3 / 3 | +0.0000 | [+0.0000, +0.0000] "
           "| [+0.0000, +0.0000] | no |") in md
+  # Every member's row: its final values beside its training metrics (none for offline).
+  assert ("| member | probe/cv_top1 | knn/cv_k20_top1 | train/apt_gain | train/sac_alpha |"
+          in md)
+  assert "| palm__seed=0 | 0.3600 | 0.3000 | 8.5000 | 0.0100 |" in md
+  assert "| init__seed=2 | 0.3000 | 0.3000 | – | – |" in md
   with pytest.raises(UserError, match="config.contrasts has"):
     config.contrasts = (("palm", "nope"),)
     config.mode = "aggregate"

@@ -284,6 +284,36 @@ def contrast_lines(rows: Sequence[dict], contrasts: Sequence, metrics: Sequence[
   return lines + [""]
 
 
+def final_rows(rows: Sequence[dict], metric: str) -> list[dict]:
+  """The rows of `metric` at each member's last evaluated step (a snapshot's evaluation,
+  e.g. linear_eval_step48.json, is another row of the same member), and its empty ones."""
+  step = lambda r: int(r["step"]) if str(r["step"]).strip() else -1  # noqa: E731
+  last: dict = {}
+  for r in rows:
+    if r["metric"] == metric and r["value"] != "":
+      last[r["member"]] = max(last.get(r["member"], -1), step(r))
+  return [r for r in rows if r["metric"] == metric and
+          (r["value"] == "" or step(r) == last[r["member"]])]
+
+
+def member_lines(rows: Sequence[dict], metrics: Sequence[str]) -> list[str]:
+  """One row per member: its value of each of `metrics` (final step) beside its training
+  metrics (train/*: exploration, SAC, SimSiam), so no seed hides behind a mean."""
+  train = [m for _, m in TRAIN_METRICS if any(r["metric"] == m and r["value"] != ""
+                                              for r in rows)]
+  columns = list(metrics) + train
+  value = {(r["member"], m): float(r["value"]) for m in columns for r in final_rows(rows, m)
+           if r["value"] != ""}
+  members = list(dict.fromkeys(r["member"] for r in rows if r["member"]))
+  lines = ["## Every member", "", "Each member's final evaluation beside its training "
+           "metrics (train/*: the mean over the last fifth of its chunks).", "",
+           "| member | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+  for name in members:
+    lines.append(f"| {name} | " + " | ".join(
+        f"{value[(name, m)]:.4f}" if (name, m) in value else "–" for m in columns) + " |")
+  return lines + [""]
+
+
 def group(rows: Sequence[dict]) -> dict:
   """{family: {(condition, dataset, step): {metric: [values over seeds]}}}, order kept."""
   out: dict = {}
@@ -380,6 +410,8 @@ def markdown(rows: Sequence[dict], members: Sequence[spec_lib.Member], title: st
     lines += matrix_markdown(rows, *matrix)
   if contrasts:
     lines += contrast_lines(rows, contrasts, contrast_metrics)
+  if contrast_metrics:
+    lines += member_lines(rows, contrast_metrics)
   not_done = [(name, s, e) for name, (s, e) in statuses.items() if s != "done"]
   lines += ["## Members not done", ""]
   if not_done:

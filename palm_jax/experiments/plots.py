@@ -59,18 +59,6 @@ def _values(rows, metric):
   return [r for r in rows if r["metric"] == metric and r["value"] != ""]
 
 
-def _final(rows, metric):
-  """The rows of `metric` at each member's last evaluated step: a bar is the final encoders'
-  (a snapshot's evaluation, e.g. linear_eval_step48.json, is another row of that member)."""
-  step = lambda r: int(r["step"]) if str(r["step"]).strip() else -1  # noqa: E731
-  last: dict = {}
-  for r in rows:
-    if r["metric"] == metric and r["value"] != "":
-      last[r["member"]] = max(last.get(r["member"], -1), step(r))
-  return [r for r in rows if r["metric"] == metric and
-          (r["value"] == "" or step(r) == last[r["member"]])]
-
-
 def plot(rows: Sequence[dict], axis_keys: Sequence[str], out_dir: str, *, kind: str,
          metric: str, x: str = "", y: str = "", title: str = "", reference: str = ""
          ) -> str | None:
@@ -86,7 +74,7 @@ def plot(rows: Sequence[dict], axis_keys: Sequence[str], out_dir: str, *, kind: 
   path = os.path.join(out_dir, f"{kind}_{spec_lib.format_value(metric)}.png")
   if kind == "bar":
     groups: dict = {}
-    for r in _final(rows, metric):  # a condition without any value keeps its place, "n=0"
+    for r in aggregate_lib.final_rows(rows, metric):  # a condition without any value keeps its place, "n=0"
       if r["metric"] == metric:
         values = groups.setdefault(r["condition"] or "all", [])
         if r["value"] != "":
