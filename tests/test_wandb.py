@@ -66,7 +66,7 @@ def _read_offline_runs(where):
   wandb.teardown()
   runs = []
   for path in sorted(glob.glob(os.path.join(where, "offline-run-*", "run-*.wandb"))):
-    out = {"history": {}, "images": {}, "config": {}, "finished": False}
+    out = {"history": {}, "images": {}, "config": {}, "summary": {}, "finished": False}
     for r in _records(path):
       kind = r.WhichOneof("record_type")
       if kind == "run":
@@ -83,6 +83,9 @@ def _read_offline_runs(where):
               out["images"].setdefault(step, set()).add(key[0])
           elif not key[0].startswith("_"):  # _step, _runtime, _timestamp: W&B's own
             out["history"].setdefault(step, {})[key[0]] = json.loads(item.value_json)
+      elif kind == "summary":
+        out["summary"].update({u.key: json.loads(u.value_json) for u in r.summary.update
+                               if u.key and not u.key.startswith("_")})
       elif kind == "exit":
         out["finished"] = True
     runs.append(out)
@@ -140,9 +143,24 @@ def test_smoke_run_logs_what_metrics_jsonl_holds_and_a_resume_continues_the_run(
 
   # The rerun resumes the checkpoint and the W&B run; then again with a longer budget.
   jobs.run_job(_config(**wb), workdir)
-  jobs.run_job(_config(total_env_steps=64 * 24, **wb), workdir, allow_config_change=True)
+  # The extension ends with the final probe (tiny data): its numbers are the run's summary.
+  rng = np.random.default_rng(0)
+  for name, n in (("train", 64), ("test", 32)):
+    np.savez(offline_env / f"{name}.npz", labels=np.arange(n) % 4,
+             images=rng.integers(0, 256, size=(n, 16, 16, 3), dtype=np.uint8))
+  monkeypatch.setenv("PALM_JAX_CACHE", str(offline_env / "cache"))
+  jobs.run_job(_config(total_env_steps=64 * 24, **wb, **{
+      "eval.train": f"npz:{offline_env / 'train.npz'}",
+      "eval.test": f"npz:{offline_env / 'test.npz'}"}), workdir, allow_config_change=True)
   runs = _read_offline_runs(os.path.join(workdir, "wandb"))
-  assert len(runs) == 3 and runs[0] == stopped
+  assert len(runs) == 4 and runs[0] == stopped
+  *runs, final = runs     # the summary's own segment: no history point, same run id
+  with open(os.path.join(workdir, "eval", "linear_eval.json")) as f:
+    probe = json.load(f)
+  assert final["id"] == recorded["id"] and final["history"] == {}
+  assert final["summary"]["eval/test_top1"] == pytest.approx(probe["test_top1"])
+  assert final["summary"]["eval/random_floor_test_top1"] == pytest.approx(
+      probe["random_floor_test_top1"])
   assert all(r["id"] == recorded["id"] and r["finished"] for r in runs)
   assert [r["config"]["total_env_steps"] for r in runs] == [64 * 16, 64 * 16, 64 * 24]
   assert [sorted(r["history"]) for r in runs] == [[512], [1024], [1536]]

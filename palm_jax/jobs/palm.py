@@ -27,7 +27,7 @@ from palm_jax.palm import offline, passive, programs, trainer
 from palm_jax.palm.config import Plan
 from palm_jax.representation import simsiam
 from palm_jax.runtime import metrics as metrics_lib
-from palm_jax.runtime import preemption, run_records, sharding
+from palm_jax.runtime import preemption, run_records, sharding, wandb_log
 from palm_jax.runtime.errors import require
 
 # The config file of each job here, and the top-level fields it reads without a default
@@ -72,6 +72,8 @@ def final_probe(result: trainer.TrainResult, ss_cfg, env_steps: int, mesh, eval_
   floor = linear_eval.random_floor(meta, *eval_data, seed=config.seed, mesh=mesh)
   out["random_floor_test_top1"] = floor["test_top1"]
   path = linear_eval.write_result(result.workdir, out)
+  wandb_log.write_summary(result.workdir, wandb_log.Settings.from_config(config),
+                          _scalars(out))
   logging.info("Linear probe of the final encoder on %s: test top-1 %.4f (train %.4f; a "
                "random encoder of the same architecture: %.4f) -> %s", out["dataset"],
                out["test_top1"], out["train_top1"], floor["test_top1"], path)

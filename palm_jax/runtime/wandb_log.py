@@ -30,6 +30,7 @@ import os
 import uuid
 from typing import Any, Mapping
 
+import jax
 import numpy as np
 from absl import logging
 
@@ -158,6 +159,13 @@ class Run:
       image = image[..., 0]
     self._log(int(step), {name: self._wandb.Image(image)})
 
+  def set_summary(self, values: Mapping[str, float]) -> None:
+    """Final numbers (the end-of-training probe): W&B's run summary, the single values its
+    runs table shows and sorts by, without a history point (whose step could not follow a
+    resumed run's last one)."""
+    self._run.summary.update({k: float(v) for k, v in values.items()
+                              if np.isfinite(float(v))})
+
   def close(self) -> None:
     """Finishes the run (W&B writes its last records); a failure is a warning, since the
     training it logged is done and saved."""
@@ -169,3 +177,14 @@ class Run:
     except Exception as e:  # pylint: disable=broad-except
       logging.warning("Finishing the W&B run failed (%s); metrics.jsonl and tb/ are complete.",
                       e)
+
+
+def write_summary(workdir: str, settings: Settings, values: Mapping[str, float]) -> None:
+  """Adds `values` to the summary of the workdir's W&B run (process 0; nothing when off)."""
+  if not settings.enabled or jax.process_index() != 0:
+    return
+  run = Run(workdir, settings)
+  try:
+    run.set_summary(values)
+  finally:
+    run.close()
