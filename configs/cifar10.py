@@ -8,6 +8,8 @@ temporal pairs without augmentation, 50M environment steps. `configs/cifar100.py
 """
 import ml_collections
 
+from palm_jax.runtime import wandb_log
+
 
 def get_config():
   c = ml_collections.ConfigDict()
@@ -122,11 +124,9 @@ def get_config():
   # Weights & Biases (optional: pip install wandb): the same scalars and pictures as
   # TensorBoard, the config as the run's config; a rerun of the workdir resumes the same
   # W&B run (id in WORKDIR/wandb_run.json). WANDB_MODE=offline logs to WORKDIR/wandb/ only.
-  c.log.wandb = False
-  c.log.wandb_project = "palm_jax"
-  c.log.wandb_entity = ""         # "" = your default entity
-  c.log.wandb_group = ""          # sweeps set it to the sweep's name ("" = no group)
-  c.log.wandb_tags = ()           # e.g. ("cifar10", "ablation")
+  # Fields (palm_jax/runtime/wandb_log.py): wandb (False), wandb_project ("palm_jax"),
+  # wandb_entity ("" = yours), wandb_group (sweeps: the sweep's name), wandb_tags (()).
+  c.log.update(wandb_log.config_fields())
 
   # The experience log (palm_jax/palm/experience_log.py): every frame played, with its env,
   # episode, t, class and action, in WORKDIR/experience/ (ArrayRecord shards, one per

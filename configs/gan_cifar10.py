@@ -14,6 +14,8 @@ target 0.6). The official run takes 100,000 kimg (about two weeks on 2 V100s); c
 """
 import ml_collections
 
+from palm_jax.runtime import wandb_log
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -76,6 +78,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_kimg = 200.0  # checkpoint + generator.npz export
   config.keep_checkpoints = 2          # checkpoints kept on disk
   config.nan_patience = 100            # stop after this many NaN/Inf steps in a row
+  # Weights & Biases, off (palm_jax/runtime/wandb_log.py; README "Weights & Biases"): the
+  # metrics and sample grids of TensorBoard; --config.log.wandb=True turns it on.
+  config.log = wandb_log.config_fields()
 
   # FID/KID of G_ema against the training images (needs a local Inception weight file).
   config.fid = ml_collections.ConfigDict()

@@ -1,4 +1,5 @@
 """The atari100k job end to end on the tiny config; refusals; the grid's results.md."""
+import importlib.util
 import json
 import pathlib
 import runpy
@@ -20,10 +21,17 @@ def _config(arg="breakout,tiny"):
 
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory):
-  """The tiny job run once, start to end (checkpoints every 20 of its 60 agent steps)."""
+  """The tiny job run once, start to end (checkpoints every 20 of its 60 agent steps),
+  logging to W&B offline when wandb is installed."""
   from palm_jax.main import run_job  # pylint: disable=g-import-not-at-top
   workdir = tmp_path_factory.mktemp("uninterrupted")
-  run_job(_config(), str(workdir))
+  config = _config()
+  with pytest.MonkeyPatch.context() as patch:
+    if importlib.util.find_spec("wandb") is not None:
+      import wandb_records  # pylint: disable=g-import-not-at-top
+      wandb_records.offline(patch, workdir)
+      config.log.wandb = True
+    run_job(config, str(workdir))
   return workdir
 
 
@@ -41,6 +49,15 @@ def test_tiny_run_writes_a_score(uninterrupted):
   assert [r["step"] for r in lines] == [20, 40, 60] and "loss" in lines[-1]
   assert sorted(p.name for p in (uninterrupted / "checkpoints").iterdir()
                 if p.name.isdigit()) == ["40", "60"]  # checkpoint_keep = 2
+
+
+def test_wandb_gets_the_metric_lines_and_the_score(uninterrupted):
+  wandb_records = pytest.importorskip("wandb_records", reason="wandb is not installed")
+  (run,) = wandb_records.read_offline_runs(str(uninterrupted / "wandb"))
+  assert wandb_records.jsonl_matches(str(uninterrupted), [run]) == [20, 40, 60]
+  out = json.loads((uninterrupted / "score.json").read_text())
+  assert run["summary"]["score"] == pytest.approx(out["score"])
+  assert run["summary"]["hns"] == pytest.approx(out["hns"]) and run["finished"]
 
 
 def test_a_stopped_run_resumes_exactly(uninterrupted, tmp_path, monkeypatch):

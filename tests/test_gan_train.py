@@ -15,6 +15,7 @@ from palm_jax.models.stylegan2.weights import load_generator
 from palm_jax.runtime.errors import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WANDB = importlib.util.find_spec("wandb") is not None
 BATCH = 8
 
 
@@ -53,10 +54,17 @@ def _read_metrics(workdir):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-  """An uninterrupted 6-step run (through `run_job`) and a 3 + 3-step resumed one."""
+  """An uninterrupted 6-step run (through `run_job`; logging to W&B offline when wandb is
+  installed) and a 3 + 3-step resumed one."""
   whole = str(tmp_path_factory.mktemp("whole"))
   split = str(tmp_path_factory.mktemp("split"))
-  run_job(_config(6), whole)
+  config = _config(6)
+  with pytest.MonkeyPatch.context() as patch:
+    if WANDB:
+      import wandb_records  # pylint: disable=g-import-not-at-top
+      wandb_records.offline(patch, whole)
+      config.log.wandb = True
+    run_job(config, whole)
   first = train.train_gan(_config(3), split)
   second = train.train_gan(_config(6), split)
   return whole, split, first, second
@@ -98,6 +106,15 @@ def test_exported_generator_loads_and_samples_exist(runs):
   assert [r["step"] for r in _read_metrics(whole)] == [2, 4, 6]
   samples = sorted(os.listdir(os.path.join(whole, "samples")))
   assert samples == ["fakes000000.png", "reals.png"]   # named by whole kimg, as NVIDIA
+
+
+def test_wandb_gets_the_metrics_and_the_sample_grids(runs):
+  wandb_records = pytest.importorskip("wandb_records", reason="wandb is not installed")
+  whole = runs[0]
+  (run,) = wandb_records.read_offline_runs(os.path.join(whole, "wandb"))
+  assert wandb_records.jsonl_matches(whole, [run]) == [2, 4, 6] and run["finished"]
+  assert run["images"] and all(names == {"samples"} for names in run["images"].values())
+  assert run["config"]["batch_size"] == BATCH and run["config"]["log.wandb"] is True
 
 
 def test_ema_beta_matches_formula():

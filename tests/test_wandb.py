@@ -10,7 +10,6 @@ import glob
 import json
 import os
 import runpy
-import struct
 import sys
 
 import numpy as np
@@ -22,76 +21,9 @@ from palm_jax.runtime import metrics, preemption, run_records, wandb_log
 from palm_jax.runtime.errors import UserError
 
 wandb = pytest.importorskip("wandb")
-from wandb.proto import wandb_internal_pb2  # pylint: disable=g-import-not-at-top
+import wandb_records  # noqa: E402  (tests/: needs wandb)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_BLOCK, _HEADER = 32768, 7  # W&B's record log: 32 KiB blocks, 7-byte headers
-
-
-def _records(path):
-  """Every protobuf `Record` of an offline run's `run-<id>.wandb` file, in order.
-
-  The file starts with `:W&B` + magic + version (7 bytes); then 32 KiB blocks of records,
-  each `crc32 (4) | length (2) | type (1)` + payload; type 1 is a whole record, 2/3/4 its
-  first/middle/last piece; a block's last < 7 bytes are zero padding.
-  """
-  with open(path, "rb") as f:
-    data = f.read()
-  assert data[:4] == b":W&B", data[:7]
-  pos, pieces = _HEADER, b""
-  while pos + _HEADER <= len(data):
-    room = _BLOCK - pos % _BLOCK
-    if room < _HEADER:
-      pos += room
-      continue
-    _, n, kind = struct.unpack("<IHB", data[pos:pos + _HEADER])
-    if n == 0 and kind == 0:  # zero padding to the end of the block
-      pos += room
-      continue
-    pieces += data[pos + _HEADER:pos + _HEADER + n]
-    pos += _HEADER + n
-    if kind in (1, 4):
-      record = wandb_internal_pb2.Record()
-      record.ParseFromString(pieces)
-      pieces = b""
-      yield record
-
-
-def _read_offline_runs(where):
-  """[{id, group, tags, config, history: {step: {key: value}}, images: {step: {name}},
-  finished}] of every offline run folder under `where`, oldest first.
-
-  `run.finish()` returns once the run's exit is handled, but W&B's service process may
-  write the file's last buffer a moment later; `wandb.teardown()` waits for it."""
-  wandb.teardown()
-  runs = []
-  for path in sorted(glob.glob(os.path.join(where, "offline-run-*", "run-*.wandb"))):
-    out = {"history": {}, "images": {}, "config": {}, "summary": {}, "finished": False}
-    for r in _records(path):
-      kind = r.WhichOneof("record_type")
-      if kind == "run":
-        out.update(id=r.run.run_id, group=r.run.run_group, tags=list(r.run.tags))
-        out["config"].update({u.key: json.loads(u.value_json) for u in r.run.config.update})
-      elif kind == "config":
-        out["config"].update({u.key: json.loads(u.value_json) for u in r.config.update})
-      elif kind == "history":
-        step = r.history.step.num
-        for item in r.history.item:
-          key = [item.key] if item.key else list(item.nested_key)
-          if len(key) > 1:  # a wandb.Image: {"rollouts": {"_type": "image-file", ...}}
-            if key[1] == "_type" and json.loads(item.value_json) == "image-file":
-              out["images"].setdefault(step, set()).add(key[0])
-          elif not key[0].startswith("_"):  # _step, _runtime, _timestamp: W&B's own
-            out["history"].setdefault(step, {})[key[0]] = json.loads(item.value_json)
-      elif kind == "summary":
-        out["summary"].update({u.key: json.loads(u.value_json) for u in r.summary.update
-                               if u.key and not u.key.startswith("_")})
-      elif kind == "exit":
-        out["finished"] = True
-    runs.append(out)
-  # Oldest first by what they logged: two segments started within one second have folder
-  # names that do not order them.
-  return sorted(runs, key=lambda r: min(r["history"], default=float("inf")))
 
 
 def _jsonl(workdir):
@@ -113,13 +45,7 @@ def _config(**overrides):
 @pytest.fixture
 def offline_env(tmp_path, monkeypatch):
   """W&B offline (no account, no network), its settings and caches under tmp_path."""
-  monkeypatch.setenv("WANDB_MODE", "offline")
-  monkeypatch.setenv("WANDB_SILENT", "true")
-  for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
-    monkeypatch.setenv(var, str(tmp_path / "wandb_home" / var.lower()))
-  monkeypatch.delenv("WANDB_DIR", raising=False)
-  monkeypatch.delenv("WANDB_RUN_ID", raising=False)
-  monkeypatch.delenv("WANDB_RESUME", raising=False)
+  wandb_records.offline(monkeypatch, tmp_path)
   return tmp_path
 
 
@@ -135,7 +61,7 @@ def test_smoke_run_logs_what_metrics_jsonl_holds_and_a_resume_continues_the_run(
   with open(os.path.join(workdir, wandb_log.RUN_FILE)) as f:
     recorded = json.load(f)
   assert recorded["project"] == "palm_test"
-  (stopped,) = _read_offline_runs(os.path.join(workdir, "wandb"))
+  (stopped,) = wandb_records.read_offline_runs(os.path.join(workdir, "wandb"))
   assert stopped["id"] == recorded["id"] and stopped["finished"]
   assert sorted(stopped["history"]) == [512]
   assert stopped["tags"] == ["smoke", "t"] and stopped["group"] == ""
@@ -152,7 +78,7 @@ def test_smoke_run_logs_what_metrics_jsonl_holds_and_a_resume_continues_the_run(
   jobs.run_job(_config(total_env_steps=64 * 24, **wb, **{
       "eval.train": f"npz:{offline_env / 'train.npz'}",
       "eval.test": f"npz:{offline_env / 'test.npz'}"}), workdir, allow_config_change=True)
-  runs = _read_offline_runs(os.path.join(workdir, "wandb"))
+  runs = wandb_records.read_offline_runs(os.path.join(workdir, "wandb"))
   assert len(runs) == 4 and runs[0] == stopped
   *runs, final = runs     # the summary's own segment: no history point, same run id
   with open(os.path.join(workdir, "eval", "linear_eval.json")) as f:
@@ -166,14 +92,8 @@ def test_smoke_run_logs_what_metrics_jsonl_holds_and_a_resume_continues_the_run(
   assert [sorted(r["history"]) for r in runs] == [[512], [1024], [1536]]
 
   # Every metrics.jsonl line is one W&B history row: same step, same keys, same values.
-  rows = _jsonl(workdir)
-  assert [r["step"] for r in rows] == [512, 1024, 1536]
-  logged = {s: h for r in runs for s, h in r["history"].items()}
-  for row in rows:
-    step = row.pop("step")
-    assert set(logged[step]) == set(row), step
-    np.testing.assert_allclose([logged[step][k] for k in sorted(row)],
-                               [row[k] for k in sorted(row)], rtol=1e-6)
+  assert [r["step"] for r in _jsonl(workdir)] == [512, 1024, 1536]
+  wandb_records.jsonl_matches(workdir, runs)
   # The rollout grids TensorBoard gets (rollout_every_chunks=3: the last chunk of each run).
   assert [r["images"] for r in runs] == [{}, {1024: {"rollouts"}}, {1536: {"rollouts"}}]
 
@@ -194,7 +114,7 @@ def test_writer_sends_scalars_and_images_to_wandb_dir_and_resumes_the_id(offline
   again.write_scalars(30, {"a": 0.25})
   again.close()
   assert not os.path.exists(os.path.join(workdir, "wandb"))
-  first, second = _read_offline_runs(str(where / "wandb"))
+  first, second = wandb_records.read_offline_runs(str(where / "wandb"))
   assert first["id"] == second["id"] and first["group"] == "sweep_a"
   assert first["config"]["seed"] == 3 and first["finished"] and second["finished"]
   # NaN stays in metrics.jsonl only, as in TensorBoard.
@@ -280,7 +200,7 @@ def test_population_members_log_to_their_own_runs_at_once(offline_env):
       w.write_scalars(step, {"loss": float(i * 100 + step)})
   for w in writers:
     w.close()
-  runs = [_read_offline_runs(str(offline_env / f"seed{i}" / "wandb")) for i in range(2)]
+  runs = [wandb_records.read_offline_runs(str(offline_env / f"seed{i}" / "wandb")) for i in range(2)]
   assert [len(r) for r in runs] == [1, 1] and runs[0][0]["id"] != runs[1][0]["id"]
   for i, (run,) in enumerate(runs):
     assert run["history"] == {8: {"loss": i * 100 + 8.0}, 16: {"loss": i * 100 + 16.0}}
@@ -297,6 +217,6 @@ def test_steps_a_resumed_run_already_has_are_not_sent_again(offline_env, monkeyp
     w.write_scalars(step, {"a": float(step)})
   w.write_image(24, "grid", np.zeros((4, 4, 3), np.uint8))
   w.close()
-  (run,) = _read_offline_runs(os.path.join(workdir, "wandb"))
+  (run,) = wandb_records.read_offline_runs(os.path.join(workdir, "wandb"))
   assert run["history"] == {32: {"a": 32.0}} and run["images"] == {}
   assert [r["step"] for r in _jsonl(workdir)] == [16, 24, 32]

@@ -15,6 +15,8 @@ palm_jax/agents/drq.py for each source).
 """
 import ml_collections
 
+from palm_jax.runtime import wandb_log
+
 
 def get_config(arg: str | None = None):
   game, *variant = (arg or "").split(",")
@@ -31,6 +33,9 @@ def get_config(arg: str | None = None):
   c.checkpoint_every = 10_000         # agent steps between checkpoints (0: only at the end)
   c.checkpoint_keep = 2               # newest checkpoints kept (each holds the replay)
   c.policy = "drq"                    # "random": no training, score uniform random actions
+  # Weights & Biases, off (README "Weights & Biases"): the metric lines, and the score as the
+  # run's summary; --config.log.wandb=True turns it on.
+  c.log = wandb_log.config_fields()
   # Environment (palm_jax/envs/atari.py; each convention cited there).
   c.terminal_on_life_loss = True      # AtariPreprocessing.terminal_on_life_loss
   c.noop_max = 0                      # Dopamine's Atari 100k uses no no-op starts

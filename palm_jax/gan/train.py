@@ -26,7 +26,7 @@ from palm_jax.gan import steps
 from palm_jax.models.discriminator import Discriminator
 from palm_jax.models.stylegan2 import (Generator, GeneratorHandle, init_generator,
                                        save_generator_npz)
-from palm_jax.runtime import host_loop, sharding
+from palm_jax.runtime import host_loop, sharding, wandb_log
 from palm_jax.runtime import run_records as preflight
 from palm_jax.runtime.checkpoint import Checkpointer, checkpoint_dir
 from palm_jax.runtime.errors import require
@@ -235,6 +235,8 @@ def train_gan(config, workdir: str) -> str:
   """Trains (or resumes) the GAN of `config` in `workdir`; returns the exported G_ema path."""
   mesh = sharding.make_mesh(config.get("num_devices") or None)
   validate(config, mesh)
+  wandb = wandb_log.Settings.from_config(config)
+  wandb_log.require_installed(wandb)
   batch = config.batch_size
   total_steps = _kimg_steps(config.total_kimg, batch)
   out_path = os.path.join(workdir, GENERATOR_FILE)
@@ -257,7 +259,7 @@ def train_gan(config, workdir: str) -> str:
   every["fid"] = _kimg_steps(config.fid.every_kimg, batch)
 
   ckpt = Checkpointer(checkpoint_dir(workdir), max_to_keep=config.keep_checkpoints)
-  writer = MetricWriter(workdir)
+  writer = MetricWriter(workdir, wandb=wandb)
   restored = ckpt.restore(state)
   step = 0
   if restored is not None:

@@ -46,7 +46,7 @@ from palm_jax.atari import trainer as drq_loop
 from palm_jax.envs import atari
 from palm_jax.evaluation import atari_scores
 from palm_jax.models.atari_encoder import atari_q_network
-from palm_jax.runtime import files, host_loop
+from palm_jax.runtime import files, host_loop, wandb_log
 from palm_jax.runtime import run_records as preflight
 from palm_jax.runtime.errors import UserError
 from palm_jax.runtime.metrics import MetricWriter, Progress
@@ -98,6 +98,7 @@ def check_config(config) -> None:
   for name in ("total_env_steps", "eval_episodes", "num_envs", "eval_num_envs"):
     if int(config[name]) < 1:
       raise UserError(f"config.{name}={config[name]} must be at least 1.")
+  wandb_log.require_installed(wandb_log.Settings.from_config(config))
   a = agent_config(config)
   if a.batch_size < 1 or a.update_horizon < 1 or a.update_period < 1 or \
      a.target_update_period < 1:
@@ -182,7 +183,7 @@ def run(config, workdir: str) -> dict:
   game = atari.game_id(config.game)
   env = atari.AtariVectorEnv(game, config.num_envs, config.seed * 1000, **env_kwargs)
   network = atari_q_network(env.num_actions, freeze_encoder=config.freeze_encoder)
-  writer = MetricWriter(workdir)
+  writer = MetricWriter(workdir, wandb=wandb_log.Settings.from_config(config))
   if config.policy == "random":  # the baseline: no training, uniform random actions
     result = None
     params = network.init(jax.random.PRNGKey(config.seed),
@@ -240,6 +241,8 @@ def run(config, workdir: str) -> dict:
       "encoder_init": config.encoder_init, "freeze_encoder": bool(config.freeze_encoder),
   }
   files.write_json(os.path.join(workdir, "score.json"), out)
+  writer.write_summary({k: out[k] for k in ("score", "hns", "train_score_last10")
+                        if out[k] is not None})
   writer.close()
   logging.info("%s: score %.2f (HNS %.3f) over %d episodes; train %.0f s, eval %.0f s",
                game, score, out["hns"], len(scores), out["train_seconds"], eval_seconds)

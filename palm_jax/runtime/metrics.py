@@ -125,6 +125,11 @@ class MetricWriter:
     if self._wandb is not None:
       self._wandb.log_image(int(step), name, image)
 
+  def write_summary(self, values: Mapping[str, float]) -> None:
+    """Final numbers to the W&B run's summary, when this writer logs to W&B."""
+    if self._wandb is not None:
+      self._wandb.set_summary(values)
+
   def flush(self) -> None:
     """Everything written so far is on disk when this returns.
 

@@ -26,9 +26,9 @@ from palm_jax.runtime.errors import UserError, require
 SAFE_FIELDS = {
     "palm": ("log.rollout_every_chunks", "log.rollout_rows", "log.wandb", "eval.",
              "checkpoint.every_chunks", "checkpoint.keep"),
-    "atari100k": ("log_every", "checkpoint_every", "checkpoint_keep", "eval_"),
+    "atari100k": ("log_every", "checkpoint_every", "checkpoint_keep", "eval_", "log.wandb"),
     "gan": ("log_every_kimg", "sample_every_kimg", "checkpoint_every_kimg",
-            "keep_checkpoints", "fid."),
+            "keep_checkpoints", "fid.", "log.wandb"),
 }
 _NUMBERED = re.compile(r"^config_(?P<job>\w+?)(?:\.(?P<n>\d+))?\.json$")
 

@@ -1,4 +1,6 @@
-"""Weights & Biases logging, optional: the scalars and pictures `MetricWriter` writes.
+"""Weights & Biases logging, optional: the scalars and pictures `MetricWriter` writes, for
+the palm, gan and atari100k jobs (their configs' `log` group: `config_fields`), and final
+numbers as the run's summary (`set_summary`: the palm job's probe, the Atari score).
 
     python -m palm_jax.main --config=configs/smoke.py --workdir=runs/smoke \
         --config.log.wandb=True --config.log.wandb_project=my_project
@@ -31,6 +33,7 @@ import uuid
 from typing import Any, Mapping
 
 import jax
+import ml_collections
 import numpy as np
 from absl import logging
 
@@ -39,6 +42,18 @@ from palm_jax.runtime.errors import UserError, require
 
 RUN_FILE = "wandb_run.json"  # {"id": ..., "project": ..., "entity": ...} of the workdir's run
 _INSTALL = "pip install wandb (or pip install 'palm_jax[wandb]')"
+
+
+def config_fields() -> ml_collections.ConfigDict:
+  """The `config.log` fields of W&B logging, off, for every job config that logs (palm, gan,
+  atari100k): `--config.log.wandb=True` turns it on."""
+  return ml_collections.ConfigDict({
+      "wandb": False,
+      "wandb_project": "palm_jax",
+      "wandb_entity": "",     # "" = your default entity
+      "wandb_group": "",      # sweeps set it to the sweep's name ("" = no group)
+      "wandb_tags": (),       # e.g. ("cifar10", "ablation")
+  })
 
 
 @dataclasses.dataclass(frozen=True)
