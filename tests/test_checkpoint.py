@@ -131,7 +131,14 @@ def test_full_disk_is_one_sentence_and_keeps_the_previous_checkpoint(tmp_path, m
   monkeypatch.setattr(ckpt._manager, "save", enospc)
   with pytest.raises(UserError, match=r"saving the checkpoint of step 3 .* failed \(OSError: "
                                       r".*No space left.*\); the last finished checkpoint "
-                                      r"\(step 1\) is intact"):
+                                      r"\(step 1\) is intact; free disk space"):
+    ckpt.save(3, state=_state(mesh, 3), meta={})
+  # Any other failure does not send the user to free disk space.
+  monkeypatch.setattr(ckpt._manager, "save", lambda *a, **k: (_ for _ in ()).throw(
+      ValueError("Checkpoint for step 3 already exists.")))
+  with pytest.raises(UserError, match=r"failed \(ValueError: Checkpoint for step 3 already "
+                                      r"exists.\); .* intact; rerun to resume; if it fails "
+                                      r"again at this step, move .*/3 aside\.$"):
     ckpt.save(3, state=_state(mesh, 3), meta={})
   monkeypatch.setattr(ckpt._manager, "save", real_save)
   assert _no_tmp(directory) and ckpt.all_steps() == [1]

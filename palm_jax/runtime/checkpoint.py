@@ -27,6 +27,7 @@ ENOSPC mid-write) removes its own `*.orbax-checkpoint-tmp*` folder and becomes o
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import math
 import os
@@ -165,9 +166,13 @@ class Checkpointer:
       pass
     last = (f"the last finished checkpoint (step {kept[-1]:,}) is intact" if kept
             else "no earlier checkpoint exists")
+    full = any(isinstance(x, OSError) and x.errno in (errno.ENOSPC, errno.EDQUOT)
+               for x in (e, e.__cause__, e.__context__))
+    fix = ("free disk space and rerun to resume" if full else
+           f"rerun to resume; if it fails again at this step, move {self.directory}/{step} "
+           "aside" if step is not None else "rerun to resume")
     return UserError(f"saving the checkpoint{'' if step is None else f' of step {step:,}'} in "
-                     f"{self.directory} failed ({_reason(e)}); {last}; free disk space and "
-                     "rerun to resume.")
+                     f"{self.directory} failed ({_reason(e)}); {last}; {fix}.")
 
   def set_aside_after(self, step: int, why: str) -> None:
     """Moves the (readable) step folders newer than `step` to `DIR/ahead/<step>`, so the run
