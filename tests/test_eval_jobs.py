@@ -183,6 +183,8 @@ def test_ood_eval_end_to_end(files):
   # The same label metrics as linear_eval's (linear_eval.knn_and_cv).
   assert set(details["knn_top1"]) == {"20", "200"} and details["knn_temperature"] == 0.07
   assert details["cv"]["num_images"] == 712 and details["cv"]["probe_top1"] >= 0.9
+  spectrum = details["features"]    # label-free collapse numbers of the same features
+  assert 0.0 < spectrum["normalised_std"] and 1.0 <= spectrum["effective_rank"] <= spectrum["dim"]
   png = pathlib.Path(files["run"]) / "eval" / "ood_roc.png"
   assert png.stat().st_size > 1000
 

@@ -347,6 +347,7 @@ def test_aggregation_reads_knn_cv_and_training_metrics_and_calls_differences(fak
         "in_distribution": {"train": "npz:tr.npz", "test": "npz:te.npz", "num_train": 5170,
                             "num_test": 1017},
         "knn_top1": {"20": 0.2 + seed / 100, "200": 0.25}, "knn_temperature": 0.07,
+        "features": {"normalised_std": 0.5, "effective_rank": 10.0 + seed, "dim": 64},
         "cv": {"probe_top1": cv_top1[variant][seed], "num_images": 6187, "folds": 5,
                "repeats": 3, "knn_top1": {"20": 0.3, "200": 0.31}}})
     lines = [{"step": 1600 * (i + 1), "explore/apt_gain": float(i), "sac/alpha": 0.01}
@@ -361,6 +362,7 @@ def test_aggregation_reads_knn_cv_and_training_metrics_and_calls_differences(fak
   assert float(by[("palm__seed=2", "knn/k20_top1")]["value"]) == pytest.approx(0.22)
   assert float(by[("palm__seed=1", "probe/cv_top1")]["value"]) == pytest.approx(0.37)
   assert float(by[("init__seed=0", "knn/cv_k200_top1")]["value"]) == pytest.approx(0.31)
+  assert float(by[("init__seed=2", "features/effective_rank")]["value"]) == 12.0
   # The last fifth of 10 chunks: the mean of 8 and 9; its step is the last chunk's.
   row = by[("palm__seed=0", "train/apt_gain")]
   assert float(row["value"]) == pytest.approx(8.5) and int(row["step"]) == 16000

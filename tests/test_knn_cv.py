@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from palm_jax.evaluation import cv_probe, knn_classifier
+from palm_jax.evaluation import cv_probe, feature_spectrum, knn_classifier
 from palm_jax.evaluation import linear_probe as lp
 from palm_jax.runtime import sharding
 from palm_jax.runtime.errors import UserError
@@ -109,3 +109,25 @@ def test_cross_validate_against_a_hand_computation():
   assert result.num_images == 240 and result.to_json()["knn_top1"]["3"] == result.knn_top1[3]
   with pytest.raises(UserError, match="smallest class"):
     cv_probe.cross_validate(x[:8], y[:8], 4, folds=5)
+
+
+def test_feature_spectrum_against_hand_values():
+  # Centred columns scaled 3 : 1 → singular values √18, √2, so p = (0.75, 0.25) and the
+  # effective rank is exp(−0.75 ln 0.75 − 0.25 ln 0.25) = 1.7548.
+  x = np.array([[3.0, 0.0], [-3.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
+  got = feature_spectrum.spectrum_stats(x)
+  want = np.exp(-0.75 * np.log(0.75) - 0.25 * np.log(0.25))
+  assert got["effective_rank"] == pytest.approx(want) and want == pytest.approx(1.7548, abs=1e-4)
+  # ℓ2-normalised rows: (±1, 0) and (0, ±1); each column's std over the 4 rows is √0.5.
+  assert got["normalised_std"] == pytest.approx(np.sqrt(0.5) * np.sqrt(2))
+  # Isotropic Gaussian: ≈ 1 and ≈ d; one feature for every image: collapsed, 0 and 0.
+  rng = np.random.default_rng(0)
+  iso = feature_spectrum.spectrum_stats(rng.normal(size=(20_000, 16)))
+  assert iso["normalised_std"] == pytest.approx(1.0, abs=0.02) and iso["dim"] == 16
+  assert iso["effective_rank"] == pytest.approx(16.0, abs=0.2)
+  same = feature_spectrum.spectrum_stats(np.tile(rng.normal(size=(1, 16)), (50, 1)))
+  assert same["normalised_std"] == pytest.approx(0.0, abs=1e-9)
+  assert same["effective_rank"] == 0.0
+  # Rank one: every image on one line through the mean.
+  line = np.outer(rng.normal(size=200), rng.normal(size=16)) + 5.0
+  assert feature_spectrum.spectrum_stats(line)["effective_rank"] == pytest.approx(1.0, abs=1e-6)

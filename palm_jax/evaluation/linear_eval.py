@@ -37,7 +37,7 @@ from absl import logging
 from jax.sharding import Mesh
 
 from palm_jax.data import Dataset, load_dataset
-from palm_jax.evaluation import cv_probe, knn_classifier, linear_probe
+from palm_jax.evaluation import cv_probe, feature_spectrum, knn_classifier, linear_probe
 from palm_jax.evaluation import features as features_lib
 from palm_jax.runtime import files, sharding
 from palm_jax.runtime.errors import require
@@ -96,6 +96,8 @@ def knn_and_cv(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
                `config.cv.repeats` > 0: probe and kNN top-1 with standard errors; with
                `config.cv.images="train"` over the training split alone (the test images
                untouched: for choosing settings, e.g. a budget, without the test set)
+    features   has the representation collapsed? `normalised_std` and `effective_rank` of
+               the train + test features (feature_spectrum.py; no labels used)
   """
   knn, cv = dict(knn or {}), dict(cv or {})
   ks = tuple(int(k) for k in knn.get("ks", knn_classifier.DEFAULT_KS))
@@ -104,7 +106,8 @@ def knn_and_cv(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
                     list(ks), len(train_x))
     ks = tuple(k for k in ks if k <= len(train_x))
   temperature = float(knn.get("temperature", knn_classifier.DEFAULT_TEMPERATURE))
-  out: dict = {"knn_temperature": temperature}
+  out: dict = {"knn_temperature": temperature,
+               "features": feature_spectrum.spectrum_stats(np.concatenate([train_x, test_x]))}
   if test_y is not None and ks:
     out["knn_top1"] = {str(k): v for k, v in knn_classifier.knn_top1(
         train_x, train_y, test_x, test_y, num_classes=num_classes, ks=ks,

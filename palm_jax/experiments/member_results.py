@@ -13,6 +13,8 @@ Metrics are read from every `runs/<member>/eval/*.json`, by content rather than 
   * the label metrics beside either (linear_eval.knn_and_cv): `knn_top1` ({k: top-1} of
     the weighted kNN classifier on the split) → `knn/k<k>_top1`; `cv` (repeated stratified
     k-fold over every labelled image) → `probe/cv_top1` and `knn/cv_k<k>_top1`
+  * `features` beside them (evaluation/feature_spectrum.py: has the representation
+    collapsed?) → `features/normalised_std`, `features/effective_rank`
   * anything else (ROC curves, later analyses' files) is ignored; extra fields are fine.
 
 From the member's training log (`runs/<member>/metrics.jsonl`, when it has one), family
@@ -86,6 +88,10 @@ def read_metrics(member_dir: str) -> list[dict]:
     if isinstance(obj.get("knn_top1"), dict):
       for k, value in obj["knn_top1"].items():
         add(f"knn/k{k}_top1", str(obj.get("dataset") or ""), step, value, name)
+    if isinstance(obj.get("features"), dict):
+      for key in ("normalised_std", "effective_rank"):
+        add(f"features/{key}", str(obj.get("dataset") or ""), step, obj["features"].get(key),
+            name)
     cv = obj.get("cv")
     if isinstance(cv, dict):
       add("probe/cv_top1", str(obj.get("dataset") or ""), step, cv.get("probe_top1"), name)
