@@ -14,7 +14,7 @@ import pytest
 
 from palm_jax.evaluation import features
 from palm_jax.jobs import palm as palm_job
-from palm_jax.palm import offline
+from palm_jax.palm import exploration, offline
 from palm_jax.representation import pairs
 from palm_jax.runtime import checkpoint
 from palm_jax.runtime.errors import UserError
@@ -73,6 +73,7 @@ def test_palm_snapshots_outlive_rotation_and_exploration_metrics_are_logged(tmp_
     assert 1 <= row["explore/replay_classes"] <= 4
     assert 0 <= row["explore/action_share_policy"] <= 1
     assert 0 < row["explore/replay_feature_spread"] <= 1
+    assert 0 < row["explore/pair_change"] < 1      # consecutive frames: closer than random
     assert np.isfinite(row["explore/apt_gain"])
     assert row["explore/apt_gain"] == pytest.approx(
         row["explore/apt_policy"] - row["explore/apt_random"], abs=1e-5)
@@ -103,6 +104,13 @@ def test_offline_real_aug_trains_without_the_environment_in_the_palm_layout(tmp_
   assert enc.kwargs["stage_sizes"] == [1, 1] and enc.kwargs["width"] == 8
   feats = features.FeatureExtractor(enc, batch_size=16)(np.zeros((3, 32, 32, 3), np.uint8))
   assert feats.shape == (3, 16) and np.isfinite(feats).all()  # width 8 * 2 stages
+
+
+def test_pair_change_by_hand():
+  obs = np.stack([np.zeros((4, 4, 3)), np.full((4, 4, 3), 10)]).astype(np.uint8)
+  # Each pair moves by 1 grey level; the two unrelated frames differ by 10.
+  assert float(exploration.pair_change(obs, obs + 1)) == pytest.approx(0.1)
+  assert float(exploration.pair_change(obs, obs)) == 0.0
 
 
 def test_offline_pair_sources():

@@ -20,7 +20,8 @@ Metrics are read from every `runs/<member>/eval/*.json`, by content rather than 
 From the member's training log (`runs/<member>/metrics.jsonl`, when it has one), family
 `train`: the mean over the last fifth of its chunks (at least one) of the exploration
 metrics and the losses a reader checks beside the probe — `train/apt_gain`,
-`train/action_share_policy`, `train/action_share_random` (palm_jax/palm/exploration.py),
+`train/action_share_policy`, `train/action_share_random`, `train/pair_change`
+(palm_jax/palm/exploration.py),
 `train/sac_alpha`, `train/sac_entropy`, `train/simsiam_loss`; a member without a key has
 no value for it (offline members play no policy).
 
@@ -43,6 +44,7 @@ from palm_jax.experiments import spec as spec_lib
 TRAIN_METRICS = (("explore/apt_gain", "train/apt_gain"),
                  ("explore/action_share_policy", "train/action_share_policy"),
                  ("explore/action_share_random", "train/action_share_random"),
+                 ("explore/pair_change", "train/pair_change"),
                  ("sac/alpha", "train/sac_alpha"), ("sac/entropy", "train/sac_entropy"),
                  ("simsiam/loss", "train/simsiam_loss"))
 

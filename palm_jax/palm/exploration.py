@@ -22,6 +22,13 @@ and TensorBoard, `explore/*`):
   replay_feature_spread    tr Cov(h) / E||h||² of encoder features of a replay sample of
                            `batch_size` transitions: 0 for identical (or collapsed)
                            features, larger when the stored experience is spread out.
+  pair_change              how different SimSiam's temporal pairs are: the mean absolute
+                           pixel change from s_t to s_{t+1} over that replay sample, divided
+                           by the mean absolute difference between two unrelated frames of it
+                           (each s_t against the next transition's). 0: the two views are one
+                           image; ≈ 1: as different as two random frames. With the paper's
+                           β = 0.95 and 20-frame episodes it is small: the first latent
+                           dominates the EMA all episode (BENCHMARKS.md, issue 22).
 
 Only the latent space "z" has the action part in closed form; in "w" the same recursion
 runs after the mapping (it is linear there too), so the metric is the same formula.
@@ -44,6 +51,13 @@ def feature_spread(h: jax.Array) -> jax.Array:
   h = h.astype(jnp.float32)
   var = jnp.sum(jnp.var(h, axis=0))
   return var / jnp.maximum(jnp.mean(jnp.sum(h * h, axis=-1)), 1e-12)
+
+
+def pair_change(obs: jax.Array, next_obs: jax.Array) -> jax.Array:
+  """Mean |next_obs − obs| over mean |obs − obs rolled by one| (uint8 frames `[B, ...]`)."""
+  x, y = obs.astype(jnp.float32), next_obs.astype(jnp.float32)
+  return jnp.mean(jnp.abs(y - x)) / jnp.maximum(
+      jnp.mean(jnp.abs(x - jnp.roll(x, 1, axis=0))), 1e-12)
 
 
 def distinct_classes(replay: replay_lib.ReplayState, num_classes: int) -> jax.Array:
@@ -104,6 +118,7 @@ def make_explore_metrics(env: LatentEnv, mesh, *, num_envs: int, episode_length:
             "explore/apt_gain": r_pol - r_rand, "explore/action_share_policy": s_pol,
             "explore/action_share_random": s_rand,
             "explore/replay_classes": distinct_classes(replay, env.num_classes),
-            "explore/replay_feature_spread": feature_spread(h)}
+            "explore/replay_feature_spread": feature_spread(h),
+            "explore/pair_change": pair_change(batch.obs, batch.next_obs)}
 
   return sharding.start_together(jax.jit(explore), "explore")
