@@ -3,7 +3,8 @@ r"""A class-by-sample image grid of a generator (rows = classes).
     python -m palm_jax.main --config=configs/sample.py --workdir=DIR \
         --config.generator=nvidia:cifar10        # or a .pkl / .pt / .npz path
 
-Writes DIR/samples.png.
+Writes DIR/samples.png; with --config.episodes=N also DIR/episodes.png (N random-action
+episodes of the latent world) and DIR/episodes.json (how much its frames change).
 """
 import ml_collections
 
@@ -20,4 +21,13 @@ def get_config():
   c.cols = 10                      # samples per class
   c.truncation_psi = 1.0           # truncation (1 = none)
   c.noise_mode = "const"           # "const", "random" or "none"
+  # > 0: also DIR/episodes.png (this many random-action episodes of the latent world, one
+  # per row) and DIR/episodes.json (how much consecutive frames change); dynamics below.
+  c.episodes = 0
+  c.env = ml_collections.ConfigDict()
+  c.env.alpha = 0.5                # as configs/cifar10.py
+  c.env.beta = 0.95
+  c.env.episode_length = 20
+  c.env.action_scale = 1.0
+  c.env.latent_space = "z"
   return c
