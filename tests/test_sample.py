@@ -14,14 +14,20 @@ from palm_jax.models.stylegan2.weights import save_generator_npz
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_sample_grid_from_npz(tmp_path):
+def _tiny_generator(tmp_path, seed):
+  """A random 8x8 three-class generator saved as tmp_path/g.npz, and the sample config."""
   gen = stylegan2.init_generator(
-      jax.random.PRNGKey(0), z_dim=8, c_dim=3, w_dim=8, img_resolution=8, img_channels=3,
+      jax.random.PRNGKey(seed), z_dim=8, c_dim=3, w_dim=8, img_resolution=8, img_channels=3,
       mapping_kwargs=dict(num_layers=1),
       synthesis_kwargs=dict(channel_base=64, channel_max=8, conv_clamp=256))
   save_generator_npz(str(tmp_path / "g.npz"), gen)
   config = runpy.run_path(os.path.join(ROOT, "configs", "sample.py"))["get_config"]()
   config.generator = str(tmp_path / "g.npz")
+  return gen, config
+
+
+def test_sample_grid_from_npz(tmp_path):
+  gen, config = _tiny_generator(tmp_path, 0)
   config.rows, config.cols = 10, 4  # more rows than classes: clipped to 3
   main.run_job(config, str(tmp_path / "out"))
   grid = np.asarray(Image.open(tmp_path / "out" / "samples.png"))
@@ -35,15 +41,9 @@ def test_sample_grid_from_npz(tmp_path):
 
 
 def test_episodes_show_how_little_the_frames_change_at_beta_095(tmp_path):
-  gen = stylegan2.init_generator(
-      jax.random.PRNGKey(1), z_dim=8, c_dim=3, w_dim=8, img_resolution=8, img_channels=3,
-      mapping_kwargs=dict(num_layers=1),
-      synthesis_kwargs=dict(channel_base=64, channel_max=8, conv_clamp=256))
-  save_generator_npz(str(tmp_path / "g.npz"), gen)
   stats = {}
   for beta in (0.95, 0.0):
-    config = runpy.run_path(os.path.join(ROOT, "configs", "sample.py"))["get_config"]()
-    config.generator = str(tmp_path / "g.npz")
+    _, config = _tiny_generator(tmp_path, 1)
     config.rows, config.cols, config.episodes = 1, 1, 6
     config.env.beta, config.env.episode_length = beta, 5
     out = tmp_path / f"beta{beta}"
