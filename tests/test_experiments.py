@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import os
+import runpy
 import subprocess
 import sys
 import types
@@ -512,3 +513,19 @@ def test_population_sweep_trains_each_condition_once_then_evaluates_every_member
   assert [c for c in CALLS if c[0] == "train"] == [("train", "alpha=0.5")]
   assert sorted(c[1] for c in CALLS if c[0] == "eval") == [
       f"alpha=0.5__seed={s}" for s in range(3)]
+
+
+@pytest.mark.parametrize("name, members", [
+    ("fig4.py:mini", None), ("fig5.py:mini", None), ("fig6.py:mini", None),
+    ("mini_paper.py", 30), ("mini_paper.py:beta", 15), ("fig4.py", None)])
+def test_shipped_sweeps_expand_and_validate(name, members, tmp_path, capsys):
+  """Every shipped sweep config expands: its keys, contrasts and plot reference are valid."""
+  path, arg = spec.split_config_file(os.path.join(ROOT, "configs", "sweeps", name))
+  config = runpy.run_path(path)["get_config"](arg)
+  config.mode = "expand"
+  main.run_job(config, str(tmp_path / "w"))
+  head = capsys.readouterr().out.splitlines()[0]
+  assert head.startswith("sweep: ") and " members under " in head
+  if members is not None:
+    assert head.startswith(f"sweep: {members} members")
+  assert not list((tmp_path / "w").rglob("DONE"))    # expand runs nothing
