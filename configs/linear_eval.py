@@ -18,6 +18,8 @@ import pathlib
 
 import ml_collections
 
+from palm_jax.runtime import wandb_log
+
 # The shared real CIFAR subsets beside the checkout (used by the ":smoke" variant).
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar_subset"
 
@@ -71,6 +73,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   config.cv.folds = 5
   config.cv.repeats = 0
   config.cv.images = "all"   # "train": the training split alone (choose settings blind to test)
+
+  # Weights & Biases (optional): with log.wandb=True the numbers join the summary of the W&B
+  # run RUN_DIR's training logged to (its id, project and entity in RUN_DIR/wandb_run.json).
+  config.log = wandb_log.config_fields()
 
   if arg == "smoke":
     config.data.train = f"npz:{SHARED}/cifar10_train_partial.npz"

@@ -189,6 +189,45 @@ def test_ood_eval_end_to_end(files):
   assert png.stat().st_size > 1000
 
 
+def test_evaluations_join_the_wandb_summary_of_the_run_they_evaluate(files, tmp_path,
+                                                                     monkeypatch):
+  """With log.wandb=True, linear_eval and ood_eval add their numbers to the summary of the
+  W&B run the training logged to (its id, project and entity from wandb_run.json), and send
+  none of their own config fields (which would overwrite the training run's)."""
+  pytest.importorskip("wandb")
+  import wandb_records  # pylint: disable=import-outside-toplevel  (tests/: needs wandb)
+  from palm_jax.runtime import metrics, wandb_log  # pylint: disable=import-outside-toplevel
+  wandb_records.offline(monkeypatch, tmp_path)
+  monkeypatch.setenv("PALM_JAX_CACHE", str(tmp_path / "cache"))
+  workdir = str(tmp_path / "run")
+  features.save_encoder_checkpoint(workdir, 7, dict(files["variables"]), TINY)
+  training = wandb_log.Settings(True, "palm_train", config={"seed": 3, "data": "train"})
+  writer = metrics.MetricWriter(workdir, enabled=True, wandb=training)
+  writer.write_scalars(7, {"loss": 1.0})
+  writer.close()
+  for name, extra in (("linear_eval", {}), ("ood_eval", {"ood": files["noise"]})):
+    config = _config(name, train=files["train"], test=files["test"], limit=0, **extra)
+    config.log.wandb = True  # config.log.wandb_project stays "palm_jax": the run's file wins
+    run_job(config, workdir)
+  train_run, probe_run, ood_run = wandb_records.read_offline_runs(os.path.join(workdir, "wandb"))
+  assert train_run["id"] == probe_run["id"] == ood_run["id"]
+  assert probe_run["project"] == ood_run["project"] == "palm_train"
+  for run in (probe_run, ood_run):  # the training run's config stays (W&B adds its `_wandb`)
+    assert [k for k in run["config"] if not k.startswith("_")] == []
+  assert probe_run["history"] == ood_run["history"] == {}     # summary only
+  probe, ood_details = _read(workdir, "linear_eval.json"), _read(workdir, "ood_details.json")
+  summary = probe_run["summary"]
+  assert summary["linear_eval/test_top1"] == pytest.approx(probe["test_top1"])
+  assert summary["linear_eval/knn_top1/20"] == pytest.approx(probe["knn_top1"]["20"])
+  assert summary["linear_eval/cv/probe_top1"] == pytest.approx(probe["cv"]["probe_top1"])
+  assert summary["linear_eval/random_floor_test_top1"] == pytest.approx(
+      probe["random_floor_test_top1"])
+  summary = ood_run["summary"]
+  assert summary["ood/auroc/noise/knn"] == pytest.approx(ood_details["auroc"]["noise"]["knn"])
+  assert summary["ood/probe_test_top1"] == pytest.approx(ood_details["probe_test_top1"])
+  assert not any(k.startswith(("ood/encoder/", "ood/in_distribution/")) for k in summary)
+
+
 @pytest.mark.parametrize("overrides, match", [
     ({"step": 99}, "no checkpoint for step 99"),
     ({"batch_size": 100}, "divide over the 8 devices"),

@@ -47,7 +47,7 @@ def records(path):
 
 
 def read_offline_runs(where):
-  """[{id, group, tags, config, history: {step: {key: value}}, images: {step: {name}},
+  """[{id, project, group, tags, config, history: {step: {key: value}}, images: {step: {name}},
   finished}] of every offline run folder under `where`, oldest first.
 
   `run.finish()` returns once the run's exit is handled, but W&B's service process may
@@ -59,7 +59,8 @@ def read_offline_runs(where):
     for r in records(path):
       kind = r.WhichOneof("record_type")
       if kind == "run":
-        out.update(id=r.run.run_id, group=r.run.run_group, tags=list(r.run.tags))
+        out.update(id=r.run.run_id, project=r.run.project, group=r.run.run_group,
+                   tags=list(r.run.tags))
         out["config"].update({u.key: json.loads(u.value_json) for u in r.run.config.update})
       elif kind == "config":
         out["config"].update({u.key: json.loads(u.value_json) for u in r.config.update})

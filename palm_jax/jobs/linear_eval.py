@@ -6,7 +6,9 @@ gives the command and what is measured: the probe, the weighted kNN classifier a
 `config.cv.repeats`, the cross-validation. Beside a checkpoint's top-1 it prints the floor
 the palm job prints at the end of training: the same probe on a randomly initialised
 encoder of the same architecture (`random_floor_test_top1` in the result; cached, so free
-after the first time; `config.random_floor=False` skips it).
+after the first time; `config.random_floor=False` skips it). With `config.log.wandb=True`
+the numbers (`linear_eval/...`) join the summary of the W&B run RUN_DIR's training logged
+to (`wandb_log.evaluation_settings`).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from palm_jax.evaluation import features as features_lib
 from palm_jax.evaluation.linear_eval import (check_labelled, describe, describe_knn_cv,
                                              evaluate_linear, load_split, random_floor,
                                              write_result)
-from palm_jax.runtime import checkpoint, sharding
+from palm_jax.runtime import checkpoint, sharding, wandb_log
 from palm_jax.runtime.errors import require
 
 CONFIG = "configs/linear_eval.py"
@@ -53,6 +55,8 @@ def run(config, workdir: str) -> None:
   check_labelled(train, "training")
   check_labelled(test, "test")
   require_encoder(config, workdir)
+  wandb = wandb_log.evaluation_settings(config, workdir)
+  wandb_log.require_installed(wandb)
   encoder = encoder_from_config(config, workdir)
   result = evaluate_linear(encoder, train, test,
                            batch_size=int(config.batch_size), probe=config.get("probe"),
@@ -66,6 +70,7 @@ def run(config, workdir: str) -> None:
     floor = (f" (a random encoder of the same architecture: "
              f"{result['random_floor_test_top1']:.4f})")
   path = write_result(workdir, result)
+  wandb_log.write_summary(workdir, wandb, wandb_log.flat_numbers(result, "linear_eval"))
   logging.info("Linear probe of %s on %s: test top-1 %.4f%s, train top-1 %.4f (weight decay "
                "%g) → %s", describe(encoder, workdir), result["dataset"],
                result["test_top1"], floor, result["train_top1"], result["weight_decay"], path)

@@ -18,7 +18,9 @@ in-distribution as the positive class. Outputs under `RUN_DIR/eval/`:
   ood_roc.png       ROC curves, one panel per score, one curve per OOD set
   ood_<in-dist>__<sets>_<encoder_init>_step<step>.json   the record of this evaluation
                     (never overwritten by a different one; ood.json is the latest copy)
-and the AUROCs as TensorBoard scalars `ood/<in-distribution>/<set>/<score>`.
+and the AUROCs as TensorBoard scalars `ood/<in-distribution>/<set>/<score>`. With
+`config.log.wandb=True` the numbers of ood_details.json (`ood/auroc/<set>/<score>`, ...)
+join the summary of the W&B run RUN_DIR's training logged to.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from palm_jax.data import Dataset, make_interp, parse_spec_list
 from palm_jax.evaluation import features as features_lib
 from palm_jax.evaluation import linear_eval, linear_probe, ood, roc_plot
 from palm_jax.jobs import linear_eval as linear_eval_job
-from palm_jax.runtime import files, sharding
+from palm_jax.runtime import files, sharding, wandb_log
 from palm_jax.runtime.errors import require
 from palm_jax.runtime.metrics import MetricWriter
 
@@ -74,6 +76,8 @@ def run(config, workdir: str) -> None:
               linear_eval.load_split(s, config.data, seed=seed, field="data.ood")
               for s in specs]
   linear_eval_job.require_encoder(config, workdir)
+  wandb = wandb_log.evaluation_settings(config, workdir)
+  wandb_log.require_installed(wandb)
   encoder = linear_eval_job.encoder_from_config(config, workdir)
 
   t0 = time.time()
@@ -114,7 +118,7 @@ def run(config, workdir: str) -> None:
   files.write_json(os.path.join(eval_dir, record), {
       "record": record, "in_distribution": test.name, "step": int(encoder.step),
       "encoder_init": encoder.init, "auroc": aurocs})
-  files.write_json(os.path.join(eval_dir, "ood_details.json"), {
+  summary = {
       "record": record,
       "step": int(encoder.step), "encoder_init": encoder.init, "encoder": encoder.kwargs,
       "in_distribution": {"train": train.spec, "test": test.spec, "num_train": len(train),
@@ -123,7 +127,8 @@ def run(config, workdir: str) -> None:
                  "knn": f"minus the distance to the k-th (k={k}) nearest normalised train feature"},
       "knn_k": k, "probe_weight_decay": fit.weight_decay, "probe_test_top1": test_top1,
       **labels,
-      "sets": details, "auroc": aurocs, "seconds": round(seconds, 3)})
+      "sets": details, "auroc": aurocs, "seconds": round(seconds, 3)}
+  files.write_json(os.path.join(eval_dir, "ood_details.json"), summary)
   png = os.path.join(eval_dir, "ood_roc.png")
   if jax.process_index() == 0:
     roc_plot.save_roc_png(png, panels)
@@ -132,6 +137,8 @@ def run(config, workdir: str) -> None:
                                            for name, by in aurocs.items()
                                            for s, v in by.items()})
   writer.close()
+  wandb_log.write_summary(workdir, wandb, wandb_log.flat_numbers(
+      {k: v for k, v in summary.items() if k not in ("encoder", "in_distribution")}, "ood"))
   if jax.process_index() == 0:
     table = "; ".join(f"{name}: " + ", ".join(f"{s} {v:.4f}" for s, v in by.items())
                       for name, by in aurocs.items())

@@ -1,6 +1,8 @@
 """Weights & Biases logging, optional: the scalars and pictures `MetricWriter` writes, for
 the palm, gan and atari100k jobs (their configs' `log` group: `config_fields`), and final
-numbers as the run's summary (`set_summary`: the palm job's probe, the Atari score).
+numbers as the run's summary (`set_summary`: the palm job's probe, the Atari score; the
+linear_eval and ood_eval jobs add theirs to the summary of the run they evaluate:
+`evaluation_settings`).
 
     python -m palm_jax.main --config=configs/smoke.py --workdir=runs/smoke \
         --config.log.wandb=True --config.log.wandb_project=my_project
@@ -81,6 +83,37 @@ class Settings:
             "\"('cifar10', 'ablation')\".")
     return cls(True, project, str(log.get("wandb_entity", "")),
                str(log.get("wandb_group", "")), tuple(tags), flat_config(config))
+
+
+def evaluation_settings(config, workdir: str) -> Settings:
+  """The settings of an evaluation job (linear_eval, ood_eval) on the run in `workdir`: its
+  numbers join the summary of the W&B run that training logged to, so the project and entity
+  are the ones recorded in `workdir/wandb_run.json` when it exists (whatever the evaluation's
+  config names), and no config is sent: the evaluation's fields (`seed`, `data.*`) would
+  overwrite the training run's fields of the same names."""
+  settings = Settings.from_config(config)
+  if not settings.enabled:
+    return settings
+  try:
+    with open(os.path.join(workdir, RUN_FILE)) as f:
+      recorded = json.load(f)
+    settings = dataclasses.replace(settings, project=str(recorded["project"]),
+                                   entity=str(recorded.get("entity", "")))
+  except (OSError, ValueError, KeyError):  # no training run logged here: a new W&B run
+    pass
+  return dataclasses.replace(settings, config={})
+
+
+def flat_numbers(tree: Mapping[str, Any], prefix: str) -> dict[str, float]:
+  """The numbers of a result record (nested dicts) as `{prefix/key/subkey: value}`; lists,
+  strings and booleans are left out (W&B's summary shows single values)."""
+  out = {}
+  for k, v in tree.items():
+    if isinstance(v, Mapping):
+      out.update(flat_numbers(v, f"{prefix}/{k}"))
+    elif isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_)):
+      out[f"{prefix}/{k}"] = float(v)
+  return out
 
 
 def flat_config(config) -> dict:
